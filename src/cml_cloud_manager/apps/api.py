@@ -1,0 +1,96 @@
+"""The API application: `create_app(role)` — REST, SSE, UI. Background work only when role is `all`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+
+from .. import __version__
+from ..config import Role, Settings
+from ..events import sse
+from ..events.relay import Hub
+from ..health import endpoints as health
+from ..jobs import endpoints as commands
+from ..system import endpoints as system
+from ..workers import endpoints as workers
+from ..workers.service import snapshot
+from . import problems
+from .http_metrics import HttpMetrics
+from .runtime import open_runtime
+from .worker import WorkerRuntime
+
+log = logging.getLogger(__name__)
+UI = Path(__file__).parent.parent / "ui"
+
+
+def banner(settings: Settings, role: Role) -> str:
+    base = settings.public_url or f"http://{settings.app_host}:{settings.app_port}"
+    jobs = "ENABLED (combined mode: this process also runs the worker)" if role.runs_jobs else "DISABLED"
+    return "\n".join(
+        [
+            f"CML Cloud Manager {__version__} — role: {role}",
+            f"  API:   {base}/api",
+            f"  Docs:  {base}/api/docs",
+            f"  UI:    {base}/",
+            f"  SSE:   {base}/api/events/stream",
+            f"  Background jobs: {jobs}",
+        ]
+    )
+
+
+def create_app(role: Role, settings: Settings) -> FastAPI:
+    if not role.serves_http:
+        raise ValueError(f"role {role} serves no HTTP; use apps.worker.serve_worker")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with open_runtime(settings, role) as runtime:
+            hub = Hub(runtime.db, runtime.notifier, settings)
+            runtime.on_events.append(hub.wake)
+            app.state.runtime = runtime
+            app.state.db = runtime.db
+            app.state.hub = hub
+            await hub.start()
+            worker = None
+            if role.runs_jobs:
+                worker = WorkerRuntime(runtime.db, settings, runtime.integrations, role)
+                runtime.on_commands.append(worker.runner.wake.set)
+                await worker.start(
+                    wake_on=lambda cb: runtime.notifier.listen(runtime.notifier.commands_channel, cb)
+                )
+            log.info("%s", banner(settings, role))
+            try:
+                yield
+            finally:
+                await hub.shutdown()
+                if worker is not None:
+                    await worker.stop()
+
+    app = FastAPI(
+        title="CML Cloud Manager",
+        version=__version__,
+        docs_url="/api/docs",
+        redoc_url=None,
+        openapi_url="/api/openapi.json",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.role = role
+    app.state.snapshot = snapshot
+    problems.install(app)
+    for module in (health, sse, workers, commands, system):
+        app.include_router(module.router)
+    app.mount("/static", StaticFiles(directory=UI / "static"), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(UI / "index.html")
+
+    app.add_middleware(HttpMetrics)
+    return app

@@ -1,0 +1,54 @@
+"""What every role shares: the database, the Redis notifier, the integrations, and post-commit wake-ups."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..config import Role, Settings
+from ..events.notifier import Notifier
+from ..integrations import Integrations, build_integrations
+from ..jobs.commands import COMMANDS_QUEUED
+from ..storage.db import Database
+from ..storage.migrate import migrate
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    db: Database
+    notifier: Notifier
+    integrations: Integrations
+    # In-process receivers, so combined mode and the API's own writes need no round trip through Redis.
+    on_events: list[Callable[[], None]] = field(default_factory=list)
+    on_commands: list[Callable[[], None]] = field(default_factory=list)
+
+    async def after_commit(self, info: dict[str, Any]) -> None:
+        for wake in self.on_events:
+            wake()
+        await self.notifier.publish(self.notifier.channel)
+        if info.get(COMMANDS_QUEUED):
+            for wake in self.on_commands:
+                wake()
+            await self.notifier.publish(self.notifier.commands_channel)
+
+
+@asynccontextmanager
+async def open_runtime(settings: Settings, role: Role) -> AsyncIterator[Runtime]:
+    db = Database(settings, source=f"cml-cloud-manager/{role}@{socket.gethostname()}")
+    notifier = Notifier(settings.redis_url, settings.redis_prefix)
+    integrations = build_integrations(settings)
+    runtime = Runtime(db=db, notifier=notifier, integrations=integrations)
+    db.on_commit = runtime.after_commit
+    try:
+        await migrate(db, only_if_empty=True)
+        yield runtime
+    finally:
+        await integrations.aclose()
+        await notifier.aclose()
+        await db.dispose()

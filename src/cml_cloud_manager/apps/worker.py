@@ -1,0 +1,198 @@
+"""The background worker: scheduler + command runner + heartbeat. No public HTTP; an optional health port."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import uvicorn
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import update
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from ..config import Role, Settings
+from ..health import service as health
+from ..integrations import Integrations
+from ..jobs import registry
+from ..jobs.commands import CommandRunner
+from ..jobs.context import CommandType, Context
+from ..jobs.scheduler import Scheduler
+from ..storage.db import Database
+from ..storage.models import CommandRow, JobRunRow
+from .runtime import Runtime, open_runtime
+
+log = logging.getLogger(__name__)
+
+
+def process_id(role: Role) -> str:
+    return f"{role}@{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class WorkerRuntime:
+    """Everything the worker role runs; `all` mode starts the same object inside the API process."""
+
+    def __init__(self, db: Database, settings: Settings, integrations: Integrations, role: Role) -> None:
+        self.db = db
+        self.settings = settings
+        self.role = role
+        self.process_id = process_id(role)
+        self.ctx = Context(db=db, settings=settings, integrations=integrations, process_id=self.process_id)
+        self.scheduler = Scheduler(self.ctx, registry.jobs())
+        run_job = CommandType("system.run-job", self._run_job, "Run a scheduled job now")
+        self.runner = CommandRunner(self.ctx, [*registry.commands(), run_job])
+        self.stop_event = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def _run_job(self, ctx: Context, payload: dict[str, Any]) -> dict[str, Any]:
+        return await self.scheduler.run_now(str(payload["job"]))
+
+    async def start(self, wake_on: Any = None) -> None:
+        await self.scheduler.refresh_plans()
+        await self._heartbeat()
+        self._tasks = [
+            asyncio.create_task(self.scheduler.run(self.stop_event), name="scheduler"),
+            asyncio.create_task(self.runner.run(self.stop_event), name="commands"),
+            asyncio.create_task(self._keepalive(), name="keepalive"),
+        ]
+        if wake_on is not None:
+            self._tasks.append(asyncio.create_task(wake_on(self.runner.wake.set), name="command-wakeups"))
+        enabled = {n: p for n, p in self.scheduler.plans.items() if p.enabled}
+        log.info(
+            "worker %s: %d scheduled job(s), %d command type(s)",
+            self.process_id,
+            len(enabled),
+            len(self.runner.types),
+        )
+        next_runs = self.scheduler.next_runs()
+        for name, plan in self.scheduler.plans.items():
+            state = f"every {plan.interval:g}s, next run {next_runs[name]}" if plan.enabled else "disabled"
+            log.info("  job %-15s %s", name, state)
+
+    async def _keepalive(self) -> None:
+        """Heartbeat and lease renewal in one loop, in the database's clock."""
+        period = min(self.settings.worker_heartbeat_seconds, self.settings.lease_seconds / 3)
+        while True:
+            await asyncio.sleep(period)
+            try:
+                await self._heartbeat()
+            except Exception as exc:
+                log.warning("heartbeat failed: %s", exc)
+
+    async def _heartbeat(self) -> None:
+        async with self.db.session() as session:
+            now = await self.db.now(session)
+            lease_end = now + timedelta(seconds=self.settings.lease_seconds)
+            await health.beat(
+                session,
+                process_id=self.process_id,
+                role=self.role.value,
+                hostname=socket.gethostname(),
+                pid=os.getpid(),
+                now=now,
+                jobs={"running": sorted(self.scheduler.running), "commands": len(self.runner.running)},
+            )
+            if runs := self.scheduler.running_run_ids():
+                await session.execute(
+                    update(JobRunRow)
+                    .where(JobRunRow.id.in_(runs), JobRunRow.claimed_by == self.process_id)
+                    .values(lease_expires_at=lease_end)
+                )
+            if commands := list(self.runner.running):
+                await session.execute(
+                    update(CommandRow)
+                    .where(CommandRow.id.in_(commands), CommandRow.claimed_by == self.process_id)
+                    .values(lease_expires_at=lease_end)
+                )
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "status": "stopping" if self.stop_event.is_set() else "ok",
+            "process": self.process_id,
+            "scheduler": self.scheduler.state,
+            "jobs": {
+                "total": sum(1 for plan in self.scheduler.plans.values() if plan.enabled),
+                "running": len(self.scheduler.running),
+                "next_run": self.scheduler.next_runs(),
+            },
+            "commands": {"running": len(self.runner.running)},
+        }
+
+    async def stop(self) -> None:
+        """Stop claiming, let running work finish within the grace period, cancel the rest, release claims."""
+        if self.stop_event.is_set():
+            return
+        log.info("worker stopping: no new claims")
+        self.stop_event.set()
+        self.runner.wake.set()
+        grace = self.settings.shutdown_grace_seconds
+        await asyncio.gather(self.scheduler.drain(grace), self.runner.drain(grace))
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        try:
+            async with self.db.session() as session:
+                await health.forget(session, self.process_id)
+        except Exception as exc:
+            log.warning("could not remove the heartbeat record: %s", exc)
+        log.info("worker stopped")
+
+
+def health_app(runtime: WorkerRuntime) -> Starlette:
+    async def health_endpoint(request: Request) -> JSONResponse:
+        body = runtime.health()
+        return JSONResponse(body, status_code=200 if body["status"] == "ok" else 503)
+
+    async def metrics(request: Request) -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return Starlette(routes=[Route("/health", health_endpoint), Route("/metrics", metrics)])
+
+
+async def serve_worker(settings: Settings, *, health_port: int | None = None) -> None:
+    """The `worker` command: runs until SIGINT/SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with open_runtime(settings, Role.WORKER) as runtime:
+        await _run_until(runtime, settings, stop, health_port)
+
+
+async def _run_until(
+    runtime: Runtime, settings: Settings, stop: asyncio.Event, health_port: int | None
+) -> None:
+    worker = WorkerRuntime(runtime.db, settings, runtime.integrations, Role.WORKER)
+    await worker.start(wake_on=lambda cb: runtime.notifier.listen(runtime.notifier.commands_channel, cb))
+    server = None
+    server_task = None
+    if health_port is not None:
+        config = uvicorn.Config(
+            health_app(worker),
+            host=settings.worker_health_host,
+            port=health_port,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+        )
+        server = uvicorn.Server(config)
+        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        server_task = asyncio.create_task(server.serve(), name="health-server")
+        log.info("health endpoint: http://%s:%d/health", settings.worker_health_host, health_port)
+    log.info("worker running; press Ctrl+C to stop")
+    await stop.wait()
+    await worker.stop()
+    if server is not None and server_task is not None:
+        server.should_exit = True
+        await server_task

@@ -1,0 +1,120 @@
+"""`cml-cloud-manager`: one console script for every role."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+from .config import Role, Settings, SettingsError, load_settings
+
+DESCRIPTION = """\
+CML Cloud Manager: control plane for Cisco Modeling Labs workers on AWS.
+
+Roles:
+  api      HTTP API, Server-Sent Events and web UI; runs no background jobs
+  worker   scheduled jobs and queued commands; no public HTTP
+  all      both in one process (rollback mode)
+  up       api + worker as two child processes (add --sandbox for a local AWS emulator + CML simulator)
+  migrate  apply database migrations
+
+Settings come from the environment and .env (see README: Settings). Without a sub-command, WORKER_MODE
+(api|worker|all) selects the role, as in the Docker image.
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cml-cloud-manager",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, text in (
+        ("api", "run the API server (no background jobs)"),
+        ("all", "run API + worker in one process"),
+    ):
+        p = sub.add_parser(name, help=text, description=text)
+        p.add_argument("--host", help="listen address (default: APP_HOST, 127.0.0.1)")
+        p.add_argument("--port", type=int, help="listen port (default: APP_PORT, 8000)")
+    worker = sub.add_parser(
+        "worker", help="run the background worker", description="run the background worker"
+    )
+    worker.add_argument("--health-port", type=int, help="serve /health and /metrics on this port for probes")
+    up = sub.add_parser(
+        "up", help="run api + worker as two processes", description="run api + worker together"
+    )
+    up.add_argument(
+        "--sandbox", action="store_true", help="also start a local AWS emulator and CML simulator"
+    )
+    up.add_argument("--port", type=int, help="API port (default: APP_PORT, 8000)")
+    sub.add_parser("migrate", help="apply database migrations", description="apply database migrations")
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides = {}
+    if getattr(args, "host", None):
+        overrides["app_host"] = args.host
+    if getattr(args, "port", None):
+        overrides["app_port"] = args.port
+    return load_settings(**overrides)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = _settings(args)
+    except SettingsError as exc:
+        print(f"cml-cloud-manager: {exc}", file=sys.stderr)
+        return 2
+    command = args.command or (settings.worker_mode.value if settings.worker_mode else None)
+    if command is None:
+        parser.print_help()
+        return 2
+    from . import logs
+
+    logs.configure(settings, command)
+    try:
+        return _run(command, args, settings)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _run(command: str, args: argparse.Namespace, settings: Settings) -> int:
+    if command in ("api", "all"):
+        from .apps.server import serve_api
+
+        serve_api(settings, Role(command))
+        return 0
+    if command == "worker":
+        from .apps.worker import serve_worker
+
+        asyncio.run(serve_worker(settings, health_port=getattr(args, "health_port", None)))
+        return 0
+    if command == "migrate":
+        return asyncio.run(_migrate(settings))
+    if command == "up":
+        from .apps.supervisor import up
+
+        return up(settings, sandbox=args.sandbox)
+    raise AssertionError(command)
+
+
+async def _migrate(settings: Settings) -> int:
+    from .storage.db import Database
+    from .storage.migrate import migrate
+
+    db = Database(settings)
+    try:
+        print(await migrate(db))
+    finally:
+        await db.dispose()
+    return 0
+
+
+def run_role(role: str) -> None:
+    """Entry for `python -m cml_cloud_manager.api_server` / `.background_worker`."""
+    sys.exit(main([role, *sys.argv[1:]]))

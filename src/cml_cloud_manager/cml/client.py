@@ -1,0 +1,366 @@
+"""Async client for one CML 2.9 controller (REST API under `<base_url>/api/v0`).
+
+Tokens are cached per (base URL, username) at module level: the control plane creates short-lived clients
+for the same host on every poll, and re-authenticating each time would cost CML a password hash per call.
+A 401 renews the token once; a second refusal is `CMLAuthFailed`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import ssl
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from functools import lru_cache
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import httpx
+
+from cml_cloud_manager.cml.errors import (
+    CMLApiError,
+    CMLAuthFailed,
+    CMLNotFound,
+    CMLUnreachable,
+)
+from cml_cloud_manager.cml.types import (
+    ImportedLab,
+    LabDetails,
+    LabState,
+    LabTopology,
+    Licensing,
+    SystemHealth,
+    SystemInfo,
+    SystemStats,
+    TelemetryEvent,
+)
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_TOKENS: dict[tuple[str, str], str] = {}
+_GATEWAY_STATUSES = frozenset({502, 503, 504})
+
+
+def clear_token_cache() -> None:
+    """Forget every cached token (tests, or after rotating CML passwords)."""
+    _TOKENS.clear()
+
+
+@lru_cache(maxsize=16)
+def _ssl_context(ca_bundle: str | None) -> ssl.SSLContext:
+    # Shared per CA bundle: building a context loads the whole trust store, which adds up across
+    # hundreds of per-host clients.
+    if ca_bundle is None:
+        return httpx.create_ssl_context()
+    return ssl.create_default_context(cafile=ca_bundle)
+
+
+class CMLClient:
+    """One CML host. Use as `async with CMLClient(...) as cml:` or call `aclose()`.
+
+    Every request is bounded by `timeout` seconds end to end; exceeding it raises `CMLUnreachable`.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        username: str,
+        password: str,
+        *,
+        verify: bool = True,
+        ca_bundle: str | Path | None = None,
+        timeout: float = 10.0,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.username = username
+        self._password = password
+        self._timeout = timeout
+        self._cache_key = (self.base_url, username)
+        self._auth_lock = asyncio.Lock()
+        tls: ssl.SSLContext | bool = _ssl_context(str(ca_bundle) if ca_bundle else None) if verify else False
+        self._http = httpx.AsyncClient(
+            base_url=f"{self.base_url}/api/v0",
+            verify=tls,
+            timeout=httpx.Timeout(timeout),
+            headers={"Accept": "application/json"},
+            # Proxies from the environment would silently reroute control-plane traffic to CML hosts.
+            trust_env=False,
+        )
+
+    def __repr__(self) -> str:
+        return f"CMLClient(base_url={self.base_url!r}, username={self.username!r})"
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # -- system -------------------------------------------------------------------------------------------
+
+    async def system_information(self) -> SystemInfo:
+        """Version and readiness; CML answers this one without authentication."""
+        response = await self._request("GET", "/system_information", authenticated=False)
+        return self._parse(response, SystemInfo.from_api)
+
+    async def system_health(self) -> SystemHealth:
+        return self._parse(await self._request("GET", "/system_health"), SystemHealth.from_api)
+
+    async def system_stats(self) -> SystemStats:
+        return self._parse(await self._request("GET", "/system_stats"), SystemStats.from_api)
+
+    # -- licensing ----------------------------------------------------------------------------------------
+
+    async def licensing(self) -> Licensing:
+        return self._parse(await self._request("GET", "/licensing"), Licensing.from_api)
+
+    async def register_license(self, token: str, reregister: bool = False) -> None:
+        """Ask CML to register with Smart Licensing; CML completes it asynchronously (poll `licensing`)."""
+        await self._request(
+            "POST",
+            "/licensing/registration",
+            body={"token": token, "reregister": reregister},
+            secret=token,
+        )
+
+    async def deregister_license(self) -> bool:
+        """Deregister. False when CML deregistered locally but could not reach Smart Licensing (202)."""
+        response = await self._request("DELETE", "/licensing/deregistration")
+        return response.status_code != 202
+
+    # -- labs ---------------------------------------------------------------------------------------------
+
+    async def list_labs(self) -> list[str]:
+        """Ids of every lab on the host, whoever owns it."""
+        response = await self._request("GET", "/labs", params={"show_all": "true"})
+        return self._parse(response, lambda ids: [str(lab_id) for lab_id in ids])
+
+    async def get_lab(self, lab_id: str) -> LabDetails:
+        return self._parse(await self._request("GET", f"/labs/{lab_id}"), LabDetails.from_api)
+
+    async def labs_with_details(self, *, concurrency: int = 8) -> list[LabDetails]:
+        """Details of every lab, at most `concurrency` requests in flight, in `list_labs` order.
+
+        A lab deleted between the listing and its detail request is left out rather than failing the lot.
+        """
+        semaphore = asyncio.Semaphore(max(1, concurrency))
+
+        async def one(lab_id: str) -> LabDetails | None:
+            async with semaphore:
+                try:
+                    return await self.get_lab(lab_id)
+                except CMLNotFound:
+                    return None
+
+        lab_ids = await self.list_labs()
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(one(lab_id)) for lab_id in lab_ids]
+        except ExceptionGroup as failures:
+            # Callers expect our typed errors, not a group; the first failure is representative.
+            raise failures.exceptions[0] from None
+        return [lab for task in tasks if (lab := task.result()) is not None]
+
+    async def lab_state(self, lab_id: str) -> LabState:
+        return self._parse(await self._request("GET", f"/labs/{lab_id}/state"), LabState)
+
+    async def lab_topology(self, lab_id: str) -> LabTopology:
+        response = await self._request(
+            "GET", f"/labs/{lab_id}/topology", params={"exclude_configurations": "true"}
+        )
+        return self._parse(response, LabTopology.from_api)
+
+    async def start_lab(self, lab_id: str) -> None:
+        await self._request("PUT", f"/labs/{lab_id}/start")
+
+    async def stop_lab(self, lab_id: str) -> None:
+        await self._request("PUT", f"/labs/{lab_id}/stop")
+
+    async def wipe_lab(self, lab_id: str) -> None:
+        """Wipe node disks; CML refuses while the lab is running."""
+        await self._request("PUT", f"/labs/{lab_id}/wipe")
+
+    async def delete_lab(self, lab_id: str) -> None:
+        """Delete; CML refuses unless the lab is stopped and wiped."""
+        await self._request("DELETE", f"/labs/{lab_id}")
+
+    async def download_lab(self, lab_id: str) -> str:
+        """The lab as CML topology YAML."""
+        response = await self._request("GET", f"/labs/{lab_id}/download")
+        text = response.text
+        # The published schema says "JSON string"; controllers send raw YAML. Accept both.
+        if text.startswith('"') and "json" in response.headers.get("content-type", ""):
+            return self._parse(response, str)
+        return text
+
+    async def import_lab(self, yaml_text: str, title: str | None = None) -> ImportedLab:
+        params = {"title": title} if title else None
+        response = await self._request("POST", "/import", params=params, content=yaml_text.encode())
+
+        def parse(data: Mapping[str, Any]) -> ImportedLab:
+            return ImportedLab(id=str(data["id"]), warnings=tuple(data.get("warnings") or ()))
+
+        return self._parse(response, parse)
+
+    # -- telemetry ----------------------------------------------------------------------------------------
+
+    async def telemetry_events(self, since: datetime | None = None) -> list[TelemetryEvent]:
+        """Events oldest first; with `since` (aware), only those strictly after it.
+
+        CML has no server-side filter and returns its whole event history every time.
+        """
+        response = await self._request("GET", "/telemetry/events")
+        events = self._parse(response, lambda raw: [TelemetryEvent.from_api(item) for item in raw])
+        if since is not None:
+            events = [event for event in events if event.timestamp > since]
+        return sorted(events, key=lambda event: event.timestamp)
+
+    # -- plumbing -----------------------------------------------------------------------------------------
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        body: Any = None,
+        content: bytes | None = None,
+        authenticated: bool = True,
+        secret: str | None = None,
+    ) -> httpx.Response:
+        if not authenticated:
+            response = await self._send(method, path, params=params, body=body, content=content)
+            self._raise_for_status(method, path, response, secret)
+            return response
+        token = await self._token()
+        response = await self._send(method, path, params=params, body=body, content=content, token=token)
+        if response.status_code == 401:
+            log.info("CML token refused by %s; renewing once", self.base_url)
+            token = await self._renew_token(stale=token)
+            response = await self._send(method, path, params=params, body=body, content=content, token=token)
+        if response.status_code in (401, 403):
+            _TOKENS.pop(self._cache_key, None)
+            raise CMLAuthFailed(
+                f"CML host {self.base_url} refused {method} {path} for user {self.username!r}: "
+                f"{_describe(response, secret)}",
+                host=self.base_url,
+                status=response.status_code,
+            )
+        self._raise_for_status(method, path, response, secret)
+        return response
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        body: Any = None,
+        content: bytes | None = None,
+        token: str | None = None,
+    ) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {token}"} if token else None
+        try:
+            # httpx bounds each phase separately; this bounds the whole exchange, slow trickles included.
+            async with asyncio.timeout(self._timeout):
+                response = await self._http.request(
+                    method, path, params=params, json=body, content=content, headers=headers
+                )
+        except (TimeoutError, httpx.TimeoutException) as exc:
+            raise CMLUnreachable(
+                f"CML host {self.base_url} did not answer {method} {path} within {self._timeout:g}s",
+                host=self.base_url,
+            ) from exc
+        except httpx.TransportError as exc:
+            raise CMLUnreachable(
+                f"cannot reach CML host {self.base_url}: {type(exc).__name__}: {exc}", host=self.base_url
+            ) from exc
+        log.debug("CML %s %s%s -> %s", method, self.base_url, path, response.status_code)
+        return response
+
+    async def _token(self) -> str:
+        token = _TOKENS.get(self._cache_key)
+        if token is not None:
+            return token
+        return await self._renew_token(stale=None)
+
+    async def _renew_token(self, *, stale: str | None) -> str:
+        async with self._auth_lock:
+            # Concurrent requests that hit the same 401 must not each log in again.
+            current = _TOKENS.get(self._cache_key)
+            if current is not None and current != stale:
+                return current
+            _TOKENS.pop(self._cache_key, None)
+            token = await self._authenticate()
+            _TOKENS[self._cache_key] = token
+            return token
+
+    async def _authenticate(self) -> str:
+        response = await self._send(
+            "POST", "/authenticate", body={"username": self.username, "password": self._password}
+        )
+        if response.status_code in (401, 403):
+            raise CMLAuthFailed(
+                f"CML host {self.base_url} rejected the credentials of user {self.username!r}: "
+                f"{_describe(response, self._password)}",
+                host=self.base_url,
+                status=response.status_code,
+            )
+        self._raise_for_status("POST", "/authenticate", response, self._password)
+        token = self._parse(response, str)
+        if not token:
+            raise CMLApiError(f"CML host {self.base_url} returned an empty token", host=self.base_url)
+        log.debug("authenticated to CML host %s as %s", self.base_url, self.username)
+        return token
+
+    def _raise_for_status(self, method: str, path: str, response: httpx.Response, secret: str | None) -> None:
+        status = response.status_code
+        if status < 400:
+            return
+        description = _describe(response, secret)
+        message = f"CML host {self.base_url} answered {status} to {method} {path}: {description}"
+        if status in _GATEWAY_STATUSES:
+            raise CMLUnreachable(message, host=self.base_url, status=status)
+        if status == 404:
+            raise CMLNotFound(message, host=self.base_url, status=status)
+        raise CMLApiError(message, host=self.base_url, status=status, description=description)
+
+    def _parse(self, response: httpx.Response, build: Callable[[Any], T]) -> T:
+        try:
+            return build(response.json())
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise CMLApiError(
+                f"CML host {self.base_url} sent an unexpected response to {response.request.method} "
+                f"{response.request.url.path}: {type(exc).__name__}: {exc}",
+                host=self.base_url,
+                status=response.status_code,
+            ) from exc
+
+
+def _describe(response: httpx.Response, secret: str | None) -> str:
+    """CML's own error description (`{"code", "description"}`), else a bounded slice of the body."""
+    text = response.text
+    try:
+        body = json.loads(text)
+    except ValueError:
+        body = None
+    if isinstance(body, Mapping):
+        detail = body.get("description") or body.get("detail") or text
+        text = detail if isinstance(detail, str) else json.dumps(detail)
+    text = text.strip()[:500] or response.reason_phrase
+    if secret:
+        text = text.replace(secret, "***")
+    return text

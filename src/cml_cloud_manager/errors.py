@@ -1,0 +1,48 @@
+"""Typed errors. Each carries the HTTP status the API answers with; the edge turns them into JSON problems."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class AppError(Exception):
+    status_code = 500
+    code = "internal_error"
+
+    def __init__(self, message: str, **detail: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.detail = detail
+
+
+class NotFound(AppError):
+    status_code = 404
+    code = "not_found"
+
+
+class Conflict(AppError):
+    status_code = 409
+    code = "conflict"
+
+
+class IllegalTransition(Conflict):
+    """A state change the domain does not allow; nothing is stored."""
+
+    code = "illegal_transition"
+
+
+class BadRequest(AppError):
+    status_code = 400
+    code = "bad_request"
+
+
+class Unavailable(AppError):
+    status_code = 503
+    code = "unavailable"
+
+
+class UpstreamError(AppError):
+    """An external system (AWS, a CML host) failed or refused."""
+
+    status_code = 502
+    code = "upstream_error"

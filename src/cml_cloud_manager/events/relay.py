@@ -1,0 +1,213 @@
+"""The API side of events: read new outbox rows once per process and fan them out to local SSE clients."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from prometheus_client import Counter, Gauge
+from sqlalchemy import func, select
+
+from ..config import Settings
+from ..storage.db import Database
+from ..storage.models import EventRow
+from .cloudevents import envelope, sse_frame
+from .notifier import Notifier
+
+log = logging.getLogger(__name__)
+
+SSE_CLIENTS = Gauge("sse_clients_active", "SSE clients connected to this API process")
+EVENTS_RELAYED = Counter("events_relayed_total", "Outbox events read and fanned out by this API process")
+SSE_DELIVERIES = Counter("sse_deliveries_total", "Event frames queued to SSE clients")
+SSE_DROPPED = Counter("sse_clients_dropped_total", "SSE clients disconnected because they fell behind")
+
+BATCH = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Relayed:
+    seq: int
+    type: str
+    worker_id: str | None
+    frame: bytes
+
+
+def to_relayed(row: EventRow) -> Relayed:
+    return Relayed(row.seq, row.type, row.worker_id, sse_frame(envelope(row), seq=row.seq))
+
+
+@dataclass(eq=False)
+class Client:
+    """One SSE connection: a bounded buffer of ready-made frames and a wake-up flag."""
+
+    worker_ids: frozenset[str] | None
+    event_types: tuple[str, ...] | None
+    limit: int
+    id: int = field(default_factory=itertools.count(1).__next__)
+    frames: deque[bytes] = field(default_factory=deque)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    closed: bool = False
+    close_reason: str = ""
+
+    def wants(self, event: Relayed) -> bool:
+        if self.worker_ids is not None and event.worker_id not in self.worker_ids:
+            return False
+        if self.event_types is not None:
+            return any(
+                event.type.startswith(t[:-1]) if t.endswith("*") else event.type == t
+                for t in self.event_types
+            )
+        return True
+
+    def push(self, frame: bytes) -> bool:
+        if self.closed:
+            return False
+        if len(self.frames) >= self.limit:
+            self.close("too slow: its event buffer filled up")
+            return False
+        self.frames.append(frame)
+        self.wake.set()
+        return True
+
+    def close(self, reason: str, final_frame: bytes | None = None) -> None:
+        if self.closed:
+            return
+        if final_frame is not None:
+            self.frames.append(final_frame)
+        self.closed = True
+        self.close_reason = reason
+        self.wake.set()
+
+    async def next_chunk(self, timeout: float) -> bytes | None:
+        """Everything buffered, as one write; None when `timeout` passes quietly (time for a heartbeat)."""
+        if not self.frames and not self.closed:
+            self.wake.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await self.wake.wait()
+            if not self.frames:
+                return None
+        chunk = b"".join(self.frames)
+        self.frames.clear()
+        return chunk
+
+
+class Hub:
+    def __init__(self, db: Database, notifier: Notifier, settings: Settings) -> None:
+        self.db = db
+        self.notifier = notifier
+        self.settings = settings
+        self.position = 0
+        self.clients: set[Client] = set()
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.closing = False
+
+    async def start(self) -> None:
+        async with self.db.session(write=False) as session:
+            self.position = (await session.execute(select(func.max(EventRow.seq)))).scalar() or 0
+        self._tasks = [asyncio.create_task(self._run(), name="sse-relay")]
+        if self.notifier.redis is not None:
+            self._tasks.append(
+                asyncio.create_task(self.notifier.listen(self.notifier.channel, self.wake), name="sse-notify")
+            )
+        log.info("event relay started at sequence %d (wake-ups: %s)", self.position, self._wakeups())
+
+    def _wakeups(self) -> str:
+        return "Redis pub/sub" if self.notifier.redis is not None else "database polling"
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def register(self, client: Client) -> int:
+        """Add a client; returns the sequence number it will get live events after (atomically, since the
+        relay runs on this same event loop)."""
+        self.clients.add(client)
+        SSE_CLIENTS.set(len(self.clients))
+        return self.position
+
+    def unregister(self, client: Client) -> None:
+        self.clients.discard(client)
+        SSE_CLIENTS.set(len(self.clients))
+        if client.close_reason.startswith("too slow"):
+            SSE_DROPPED.inc()
+            log.info("SSE client %d disconnected: %s", client.id, client.close_reason)
+
+    async def _run(self) -> None:
+        while True:
+            # With Redis up, nudges arrive instantly and polling is only a safety net.
+            interval = (
+                self.settings.relay_safety_poll_interval
+                if self.notifier.up
+                else self.settings.relay_poll_interval
+            )
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(interval):
+                    await self._wake.wait()
+            self._wake.clear()
+            try:
+                await self.catch_up()
+            except Exception as exc:  # the relay must outlive database outages
+                log.warning("event relay could not read the outbox: %s", exc)
+                await asyncio.sleep(1)
+
+    async def catch_up(self) -> None:
+        while True:
+            async with self.db.session(write=False) as session:
+                rows: Sequence[EventRow] = (
+                    await session.scalars(
+                        select(EventRow)
+                        .where(EventRow.seq > self.position)
+                        .order_by(EventRow.seq)
+                        .limit(BATCH)
+                    )
+                ).all()
+            if not rows:
+                return
+            self.fan_out([to_relayed(row) for row in rows])
+            if len(rows) < BATCH:
+                return
+
+    def fan_out(self, events: list[Relayed]) -> None:
+        delivered = 0
+        for client in list(self.clients):
+            for event in events:
+                if client.wants(event) and client.push(event.frame):
+                    delivered += 1
+        self.position = events[-1].seq
+        EVENTS_RELAYED.inc(len(events))
+        SSE_DELIVERIES.inc(delivered)
+
+    async def shutdown(self) -> None:
+        """Tell every client the server is going away and end their streams, so the server can exit."""
+        if self.closing:
+            return
+        self.closing = True
+        frame = sse_frame({"reason": "server shutting down", "reconnect": True}, event="shutdown")
+        for client in list(self.clients):
+            client.close("server shutdown", final_frame=frame)
+        log.info("closed %d SSE streams for shutdown", len(self.clients))
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+
+
+def parse_filter(values: list[str] | None) -> tuple[str, ...] | None:
+    """`?worker_ids=a,b&worker_ids=c` -> ("a", "b", "c"); absent or empty -> no filter."""
+    if not values:
+        return None
+    items = tuple(part.strip() for value in values for part in value.split(",") if part.strip())
+    return items or None
+
+
+def dumps(data: object) -> str:
+    return json.dumps(data, separators=(",", ":"), default=str)

@@ -1,0 +1,130 @@
+"""`GET /api/events/stream`: live events, replay after `Last-Event-ID`, heartbeats, shutdown."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import StreamingResponse
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ..apps.deps import DatabaseDep, HubDep, SettingsDep
+from ..errors import BadRequest
+from ..storage.db import Database
+from ..storage.models import EventRow
+from .cloudevents import sse_frame
+from .relay import BATCH, Client, Hub, parse_filter, to_relayed
+
+router = APIRouter(tags=["events"])
+
+Snapshot = Callable[[AsyncSession, frozenset[str] | None], Awaitable[dict[str, Any]]]
+
+
+def parse_last_event_id(raw: str | None) -> int | None:
+    if raw is None or raw == "":
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadRequest(
+            f"Last-Event-ID must be an event sequence number (a non-negative integer), got {raw[:40]!r}"
+        ) from None
+    if value < 0:
+        raise BadRequest(f"Last-Event-ID must be a non-negative integer, got {value}")
+    return value
+
+
+async def _replay(db: Database, client: Client, after: int, until: int) -> AsyncIterator[bytes]:
+    """Events in (after, until], in order; live events after `until` are already queued on the client."""
+    while after < until:
+        async with db.session(write=False) as session:
+            rows = (
+                await session.scalars(
+                    select(EventRow)
+                    .where(EventRow.seq > after, EventRow.seq <= until)
+                    .order_by(EventRow.seq)
+                    .limit(BATCH)
+                )
+            ).all()
+        if not rows:
+            return
+        frames = [event.frame for event in map(to_relayed, rows) if client.wants(event)]
+        if frames:
+            yield b"".join(frames)
+        after = rows[-1].seq
+
+
+@router.get(
+    "/api/events/stream",
+    summary="Server-Sent Events stream of every state change",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+async def stream(
+    request: Request,
+    db: DatabaseDep,
+    hub: HubDep,
+    settings: SettingsDep,
+    worker_ids: Annotated[
+        list[str] | None, Query(description="Only events of these workers (comma list)")
+    ] = None,
+    event_types: Annotated[
+        list[str] | None, Query(description="Only these event types; `worker.*` matches a prefix")
+    ] = None,
+    last_event_id: Annotated[str | None, Header(description="Resume after this sequence number")] = None,
+    last_event_id_query: Annotated[
+        str | None, Query(alias="lastEventId", description="Same as the Last-Event-ID header")
+    ] = None,
+) -> StreamingResponse:
+    after = parse_last_event_id(last_event_id if last_event_id is not None else last_event_id_query)
+    ids = parse_filter(worker_ids)
+    client = Client(
+        worker_ids=frozenset(ids) if ids else None,
+        event_types=parse_filter(event_types),
+        limit=settings.sse_client_queue_size,
+    )
+    snapshot: Snapshot = request.app.state.snapshot
+    async with db.session(write=False) as session:
+        oldest = (await session.execute(select(func.min(EventRow.seq)))).scalar()
+    position = hub.register(client)
+
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            yield b"retry: 3000\n\n" + sse_frame(
+                {"client_id": client.id, "sequence": position, "resuming_after": after}, event="connected"
+            )
+            reset = after is not None and (after > position or (oldest is not None and after < oldest - 1))
+            if reset:
+                yield sse_frame(
+                    {"reason": "Last-Event-ID is outside the retained events; refetch state", "last": after},
+                    event="reset",
+                )
+            if after is None or reset:
+                async with db.session(write=False) as session:
+                    yield sse_frame(await snapshot(session, client.worker_ids), event="snapshot")
+            else:
+                async for chunk in _replay(db, client, after, position):
+                    yield chunk
+            while True:
+                chunk = await client.next_chunk(settings.sse_heartbeat_seconds)
+                if chunk is None:
+                    yield b": heartbeat\n\n"
+                    continue
+                yield chunk
+                if client.closed:
+                    return
+        finally:
+            hub.unregister(client)
+
+    if hub.closing:
+        client.close("server shutdown")
+    return StreamingResponse(
+        body(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Connection": "keep-alive"},
+    )
+
+
+__all__ = ["Hub", "router"]

@@ -1,0 +1,46 @@
+"""What every job and command receives: a typed context, like arq's `ctx`, instead of globals."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from ..config import Settings
+from ..integrations import Integrations
+from ..storage.db import Database
+
+JobFunc = Callable[["Context"], Awaitable[dict[str, Any] | None]]
+CommandFunc = Callable[["Context", dict[str, Any]], Awaitable[dict[str, Any] | None]]
+
+
+async def _no_progress(message: str) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class Context:
+    db: Database
+    settings: Settings
+    integrations: Integrations
+    process_id: str
+    command_id: str | None = None
+    progress: Callable[[str], Awaitable[None]] = field(default=_no_progress)
+
+    def for_command(self, command_id: str, progress: Callable[[str], Awaitable[None]]) -> Context:
+        return replace(self, command_id=command_id, progress=progress)
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    func: JobFunc
+    description: str
+    enabled_by_default: bool = True
+
+
+@dataclass(frozen=True)
+class CommandType:
+    type: str
+    func: CommandFunc
+    description: str

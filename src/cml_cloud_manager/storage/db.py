@@ -1,0 +1,104 @@
+"""Engines and the one transaction scope every request, job and command goes through."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from ..config import Settings
+
+log = logging.getLogger(__name__)
+
+EVENTS_WRITTEN = "events_written"
+SOURCE = "event_source"
+
+
+def _sqlite_engine(url: str, begin: str) -> AsyncEngine:
+    engine = create_async_engine(url, connect_args={"timeout": 30})
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy own BEGIN (pysqlite would otherwise defer it) and share the file across processes.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql(begin)
+
+    return engine
+
+
+class Database:
+    """Owns the engines. Writers on SQLite take the write lock up front (BEGIN IMMEDIATE) so two processes
+    never deadlock upgrading a read lock; readers stay concurrent under WAL."""
+
+    def __init__(self, settings: Settings, *, source: str = "cml-cloud-manager") -> None:
+        self.source = source
+        self.url = settings.database_url
+        self.is_sqlite = settings.is_sqlite
+        if self.is_sqlite:
+            database = make_url(self.url).database
+            if database and database != ":memory:":
+                Path(database).parent.mkdir(parents=True, exist_ok=True)
+            self.write_engine = _sqlite_engine(self.url, "BEGIN IMMEDIATE")
+            self.read_engine = _sqlite_engine(self.url, "BEGIN")
+        else:
+            self.write_engine = create_async_engine(
+                self.url,
+                pool_size=settings.database_pool_size,
+                max_overflow=settings.database_pool_size,
+                pool_pre_ping=True,
+                pool_timeout=10,
+                connect_args={"timeout": 5, "command_timeout": 60},
+            )
+            self.read_engine = self.write_engine
+        self._writer = async_sessionmaker(self.write_engine, expire_on_commit=False)
+        self._reader = async_sessionmaker(self.read_engine, expire_on_commit=False)
+        # Called after a commit that wrote events, with the session's `info` (see `apps.runtime`).
+        self.on_commit: Callable[[dict[str, Any]], Awaitable[None]] | None = None
+
+    @asynccontextmanager
+    async def session(self, *, write: bool = True) -> AsyncIterator[AsyncSession]:
+        """One transaction: commits when the block succeeds, rolls back when it raises. Services never commit."""
+        factory = self._writer if write else self._reader
+        async with factory() as session, session.begin():
+            session.info[SOURCE] = self.source
+            yield session
+        if session.info.get(EVENTS_WRITTEN) and self.on_commit is not None:
+            await self.on_commit(session.info)
+
+    async def now(self, session: AsyncSession) -> datetime:
+        """The database's clock, so leases and heartbeats agree across machines."""
+        if self.is_sqlite:
+            return datetime.now(UTC)
+        value = (await session.execute(text("SELECT clock_timestamp()"))).scalar_one()
+        assert isinstance(value, datetime)
+        return value.astimezone(UTC)
+
+    async def ping(self) -> bool:
+        try:
+            async with self.read_engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+            return True
+        except Exception as exc:  # any failure means "down" to a health probe
+            log.warning("database ping failed: %s", exc)
+            return False
+
+    async def dispose(self) -> None:
+        await self.write_engine.dispose()
+        if self.read_engine is not self.write_engine:
+            await self.read_engine.dispose()

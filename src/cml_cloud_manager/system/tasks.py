@@ -1,0 +1,43 @@
+"""Housekeeping: keep the outbox, run history and metric history bounded."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import delete, func, select
+
+from ..jobs.context import Context
+from ..storage.models import CommandRow, EventRow, JobRunRow, MetricSampleRow, ProcessRow
+
+HISTORY = timedelta(days=7)
+
+
+async def housekeeping(ctx: Context) -> dict[str, Any]:
+    async with ctx.db.session() as session:
+        now = await ctx.db.now(session)
+        newest = (await session.execute(select(func.max(EventRow.seq)))).scalar() or 0
+        # The newest event always stays, so a reconnecting client can tell "pruned" from "never existed".
+        events = await session.execute(
+            delete(EventRow).where(
+                EventRow.time < now - timedelta(seconds=ctx.settings.events_retention_seconds),
+                EventRow.seq < newest,
+            )
+        )
+        runs = await session.execute(
+            delete(JobRunRow).where(JobRunRow.finished_at.is_not(None), JobRunRow.finished_at < now - HISTORY)
+        )
+        commands = await session.execute(
+            delete(CommandRow).where(
+                CommandRow.finished_at.is_not(None), CommandRow.finished_at < now - HISTORY
+            )
+        )
+        samples = await session.execute(delete(MetricSampleRow).where(MetricSampleRow.ts < now - HISTORY))
+        processes = await session.execute(delete(ProcessRow).where(ProcessRow.last_heartbeat < now - HISTORY))
+    return {
+        "events_pruned": events.rowcount,  # type: ignore[attr-defined]
+        "job_runs_pruned": runs.rowcount,  # type: ignore[attr-defined]
+        "commands_pruned": commands.rowcount,  # type: ignore[attr-defined]
+        "metric_samples_pruned": samples.rowcount,  # type: ignore[attr-defined]
+        "processes_pruned": processes.rowcount,  # type: ignore[attr-defined]
+    }

@@ -1,0 +1,101 @@
+"""Worker aggregate operations. Module-level functions, session first; callers own the transaction."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ..errors import NotFound
+from ..events import outbox
+from ..storage.models import WorkerRow
+from .domain import check_transition
+from .schemas import WorkerOut
+
+
+class WorkerNotFound(NotFound):
+    code = "worker_not_found"
+
+
+def public(row: WorkerRow) -> dict[str, Any]:
+    return WorkerOut.model_validate(row).model_dump(mode="json")
+
+
+async def get(session: AsyncSession, worker_id: str, *, for_update: bool = False) -> WorkerRow:
+    row = await session.get(WorkerRow, worker_id, with_for_update=for_update)
+    if row is None:
+        raise WorkerNotFound(f"No worker with id '{worker_id}'")
+    return row
+
+
+async def by_instance(session: AsyncSession, instance_id: str) -> WorkerRow | None:
+    return (await session.scalars(select(WorkerRow).where(WorkerRow.aws_instance_id == instance_id))).first()
+
+
+async def list_page(
+    session: AsyncSession,
+    *,
+    region: str | None = None,
+    status: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> tuple[list[WorkerRow], int]:
+    query = select(WorkerRow)
+    if region:
+        query = query.where(WorkerRow.aws_region == region)
+    if status:
+        query = query.where(WorkerRow.status == status)
+    total = (await session.execute(select(func.count()).select_from(query.subquery()))).scalar_one()
+    rows = (
+        await session.scalars(query.order_by(WorkerRow.name, WorkerRow.id).limit(limit).offset(offset))
+    ).all()
+    return list(rows), total
+
+
+async def snapshot(session: AsyncSession, worker_ids: frozenset[str] | None) -> dict[str, Any]:
+    query = select(WorkerRow).order_by(WorkerRow.name)
+    if worker_ids is not None:
+        query = query.where(WorkerRow.id.in_(worker_ids))
+    rows = (await session.scalars(query)).all()
+    return {"workers": [public(row) for row in rows]}
+
+
+def create_row(**fields: Any) -> WorkerRow:
+    now = datetime.now(UTC)
+    fields.setdefault("tags", {})
+    fields.setdefault("details", {})
+    return WorkerRow(created_at=now, updated_at=now, **fields)
+
+
+async def add(session: AsyncSession, row: WorkerRow, *, reason: str) -> WorkerRow:
+    session.add(row)
+    await session.flush()
+    await outbox.append(
+        session, "worker.created", {"reason": reason, "worker": public(row)}, worker_id=row.id
+    )
+    return row
+
+
+async def set_status(session: AsyncSession, row: WorkerRow, status: str, *, reason: str = "") -> bool:
+    """Move to `status` if legal (IllegalTransition otherwise, before anything is changed); True if changed."""
+    target = check_transition(row.status, status)
+    if target == row.status:
+        return False
+    previous = row.status
+    row.status = target
+    row.updated_at = datetime.now(UTC)
+    await outbox.append(
+        session,
+        "worker.status.updated",
+        {"previous": previous, "status": target, "reason": reason, "name": row.name},
+        worker_id=row.id,
+    )
+    return True
+
+
+async def touch(session: AsyncSession, row: WorkerRow, event_type: str, changed: dict[str, Any]) -> None:
+    """Record that fields changed and tell the browsers which ones."""
+    row.updated_at = datetime.now(UTC)
+    await outbox.append(session, event_type, {"name": row.name, "changes": changed}, worker_id=row.id)
