@@ -92,7 +92,7 @@ async def stream(
 
     async def body() -> AsyncIterator[bytes]:
         try:
-            yield b"retry: 3000\n\n" + sse_frame(
+            yield b"retry: 3000\n" + sse_frame(
                 {"client_id": client.id, "sequence": position, "resuming_after": after}, event="connected"
             )
             reset = after is not None and (after > position or (oldest is not None and after < oldest - 1))

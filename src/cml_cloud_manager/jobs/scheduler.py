@@ -22,6 +22,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..config import Settings
+from ..errors import Conflict
 from ..events import outbox
 from ..storage.models import JobRunRow
 from ..system import service as system_settings
@@ -56,8 +57,8 @@ class JobPlan:
         return self.tick(now) + timedelta(seconds=self.interval)
 
 
-class JobBusy(Exception):
-    pass
+class JobBusy(Conflict):
+    code = "job_busy"
 
 
 def plan_for(job: Job, settings: Settings, overrides: dict[str, Any]) -> JobPlan:
@@ -74,6 +75,9 @@ class Scheduler:
         self.jobs = {job.name: job for job in jobs}
         self.running: dict[str, tuple[int, asyncio.Task[dict[str, Any]]]] = {}
         self.attempted: dict[str, datetime] = {}
+        # Claim-then-spawn is not atomic (the claim awaits the database); this keeps a scheduled start and a
+        # "run now" in this process from both claiming.
+        self._claiming = {name: asyncio.Lock() for name in self.jobs}
         self.plans: dict[str, JobPlan] = {name: self._plan(name, {}) for name in self.jobs}
         self.state = "stopped"
         self._last_now = datetime.now(UTC)
@@ -120,9 +124,12 @@ class Scheduler:
         if self.attempted.get(name) == tick:
             return
         self.attempted[name] = tick
-        run_id = await self._claim(name, tick, plan, trigger="schedule")
-        if run_id is not None:
-            self._spawn(name, run_id, plan.timeout, "schedule")
+        async with self._claiming[name]:
+            if name in self.running:
+                return
+            run_id = await self._claim(name, tick, plan, trigger="schedule")
+            if run_id is not None:
+                self._spawn(name, run_id, plan.timeout, "schedule")
 
     async def _claim(self, name: str, tick: datetime, plan: JobPlan, *, trigger: str) -> int | None:
         try:
@@ -198,14 +205,20 @@ class Scheduler:
         return task
 
     async def run_now(self, name: str) -> dict[str, Any]:
-        """Run a job immediately (an operator's 'run now') and return how it went."""
-        if name in self.running:
-            raise JobBusy(f"Job '{name}' is already running (run {self.running[name][0]})")
-        plan = self.plans[name]
-        run_id = await self._claim(name, datetime.now(UTC), plan, trigger="manual")
-        if run_id is None:
-            raise JobBusy(f"Job '{name}' could not be claimed")
-        return await self._spawn(name, run_id, plan.timeout, "manual")
+        """Run a job immediately (an operator's 'run now') and return how it went. A run already going in
+        this process is awaited first; one going on another replica makes this a conflict."""
+        while True:
+            async with self._claiming[name]:
+                if name not in self.running:
+                    plan = self.plans[name]
+                    run_id = await self._claim(name, datetime.now(UTC), plan, trigger="manual")
+                    if run_id is None:
+                        raise JobBusy(f"Job '{name}' could not be claimed")
+                    task = self._spawn(name, run_id, plan.timeout, "manual")
+                    break
+                current = self.running[name][1]
+            await asyncio.wait([current])
+        return await task
 
     async def _execute(self, name: str, run_id: int, timeout: float, trigger: str) -> dict[str, Any]:
         log.info("job %s started (run %d, %s, timeout %.0fs)", name, run_id, trigger, timeout)
