@@ -6,18 +6,25 @@ need them fail rather than skip, so CI can never pass without them.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import asyncpg
+import httpx
 import pytest
 import redis
+import uvicorn
 
-from cml_cloud_manager.config import Settings, load_settings
+from cml_cloud_manager.apps.api import create_app
+from cml_cloud_manager.apps.worker import QuietServer
+from cml_cloud_manager.config import Role, Settings, load_settings
 from cml_cloud_manager.storage.db import Database
 from cml_cloud_manager.storage.migrate import migrate
+
+from .e2e.processes import free_port
 
 BACKEND = os.environ.get("TEST_DATABASE", "sqlite")
 PG_ADMIN = os.environ.get("TEST_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -92,3 +99,22 @@ async def db(settings: Settings) -> AsyncIterator[Database]:
     await migrate(database)
     yield database
     await database.dispose()
+
+
+@pytest.fixture
+async def api(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """The API app served by uvicorn in this process on a loopback port (real HTTP, real streaming)."""
+    port = free_port()
+    app = create_app(Role.API, settings)
+    server = QuietServer(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.01)
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+        client.app = app  # type: ignore[attr-defined]
+        yield client
+    await app.state.hub.shutdown()
+    server.should_exit = True
+    await task

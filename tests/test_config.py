@@ -22,7 +22,7 @@ def test_malformed_setting_names_the_variable(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_unknown_database_scheme_is_refused() -> None:
-    with pytest.raises(SettingsError, match="DATABASE_URL: .*sqlite\\+aiosqlite"):
+    with pytest.raises(SettingsError, match=r"DATABASE_URL: .*sqlite\+aiosqlite"):
         load_settings(database_url="mysql://x")
 
 

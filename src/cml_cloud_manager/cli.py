@@ -38,16 +38,10 @@ def _parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text, description=text)
         p.add_argument("--host", help="listen address (default: APP_HOST, 127.0.0.1)")
         p.add_argument("--port", type=int, help="listen port (default: APP_PORT, 8000)")
-    worker = sub.add_parser(
-        "worker", help="run the background worker", description="run the background worker"
-    )
+    worker = sub.add_parser("worker", help="run the background worker", description="run the background worker")
     worker.add_argument("--health-port", type=int, help="serve /health and /metrics on this port for probes")
-    up = sub.add_parser(
-        "up", help="run api + worker as two processes", description="run api + worker together"
-    )
-    up.add_argument(
-        "--sandbox", action="store_true", help="also start a local AWS emulator and CML simulator"
-    )
+    up = sub.add_parser("up", help="run api + worker as two processes", description="run api + worker together")
+    up.add_argument("--sandbox", action="store_true", help="also start a local AWS emulator and CML simulator")
     up.add_argument("--port", type=int, help="API port (default: APP_PORT, 8000)")
     sub.add_parser("migrate", help="apply database migrations", description="apply database migrations")
     return parser

@@ -22,5 +22,14 @@ def configure(settings: Settings, role: str) -> None:
         root.addHandler(handler)
     root.setLevel(settings.log_level)
     # Library chatter that would drown what the operator needs to see.
-    for noisy in ("botocore", "boto3", "urllib3", "httpx", "httpcore", "aiosqlite", "asyncio", "alembic.runtime.plugins"):
+    for noisy in (
+        "botocore",
+        "boto3",
+        "urllib3",
+        "httpx",
+        "httpcore",
+        "aiosqlite",
+        "asyncio",
+        "alembic.runtime.plugins",
+    ):
         logging.getLogger(noisy).setLevel(logging.WARNING)

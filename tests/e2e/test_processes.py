@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import signal
 from typing import Any
 
@@ -109,7 +110,7 @@ async def test_two_workers_never_run_the_same_tick(start: Any, db_of: Database) 
         ).all()
     ticks = [r.scheduled_at for r in runs if r.trigger == "schedule"]
     assert len(ticks) == len(set(ticks)) >= 6
-    steps = {(b - a).total_seconds() for a, b in zip(ticks[1:], ticks[2:], strict=False)}
+    steps = {(b - a).total_seconds() for a, b in itertools.pairwise(ticks[1:])}
     assert steps == {1.0}, f"ticks skipped or repeated: {ticks}"
 
 
@@ -143,8 +144,10 @@ async def test_without_a_worker_commands_wait_and_health_says_degraded(start: An
             await stream.next()
             await start("worker")
             done = await stream.until(
-                lambda e: e.type in ("command.completed", "command.failed")
-                and e.data["data"]["command_id"] == accepted["command_id"]
+                lambda e: (
+                    e.type in ("command.completed", "command.failed")
+                    and e.data["data"]["command_id"] == accepted["command_id"]
+                )
             )
         assert done[-1].type == "command.completed", done[-1].data
         health = (await client.get("/api/health")).json()
@@ -166,8 +169,9 @@ async def test_up_runs_both_and_fails_when_one_dies(start: Any, stack_env: dict[
             await asyncio.sleep(0.1)
         else:
             raise AssertionError("worker never came alive under `up`")
-    worker_pid = int(next(line for line in up.output().splitlines() if "started worker (pid" in line)
-                     .split("pid ")[1].rstrip(")"))
+    worker_pid = int(
+        next(line for line in up.output().splitlines() if "started worker (pid" in line).split("pid ")[1].rstrip(")")
+    )
     import os
 
     os.kill(worker_pid, signal.SIGKILL)

@@ -15,6 +15,8 @@ from cml_cloud_manager.jobs.context import CommandType, Context
 from cml_cloud_manager.storage.db import Database
 from cml_cloud_manager.storage.models import CommandRow, EventRow
 
+TASKS: set[asyncio.Task[None]] = set()
+
 
 async def echo(ctx: Context, payload: dict[str, Any]) -> dict[str, Any]:
     await ctx.progress("halfway")
@@ -40,7 +42,7 @@ async def run_runner(db: Database, settings: Settings, name: str = "w1") -> tupl
     ctx = Context(db=db, settings=settings, integrations=Integrations(), process_id=name)
     runner = CommandRunner(ctx, [CommandType("test.echo", echo, ""), CommandType("test.refuse", refuse, "")])
     stop = asyncio.Event()
-    asyncio.create_task(runner.run(stop))
+    TASKS.add(asyncio.create_task(runner.run(stop)))
     return runner, stop
 
 

@@ -61,9 +61,7 @@ def create_app(role: Role, settings: Settings) -> FastAPI:
             if role.runs_jobs:
                 worker = WorkerRuntime(runtime.db, settings, runtime.integrations, role)
                 runtime.on_commands.append(worker.runner.wake.set)
-                await worker.start(
-                    wake_on=lambda cb: runtime.notifier.listen(runtime.notifier.commands_channel, cb)
-                )
+                await worker.start(wake_on=lambda cb: runtime.notifier.listen(runtime.notifier.commands_channel, cb))
             log.info("%s", banner(settings, role))
             try:
                 yield

@@ -39,9 +39,7 @@ async def _validation(request: Request, exc: Exception) -> JSONResponse:
     errors = exc.errors()
     if any(error.get("type") == "json_invalid" for error in errors):
         ctx = next(e.get("ctx", {}) for e in errors if e.get("type") == "json_invalid")
-        return problem(
-            400, "invalid_json", f"The request body is not valid JSON: {ctx.get('error', 'parse error')}"
-        )
+        return problem(400, "invalid_json", f"The request body is not valid JSON: {ctx.get('error', 'parse error')}")
     messages = [f"{_location(tuple(e['loc']))}: {e['msg']}" for e in errors]
     return problem(
         422,

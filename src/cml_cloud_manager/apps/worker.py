@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import uuid
+from collections.abc import Generator
 from datetime import timedelta
 from typing import Any
 
@@ -149,6 +150,14 @@ class WorkerRuntime:
         log.info("worker stopped")
 
 
+class QuietServer(uvicorn.Server):
+    """uvicorn without its own signal handling: the worker's signal handlers stay in charge."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
 def health_app(runtime: WorkerRuntime) -> Starlette:
     async def health_endpoint(request: Request) -> JSONResponse:
         body = runtime.health()
@@ -170,9 +179,7 @@ async def serve_worker(settings: Settings, *, health_port: int | None = None) ->
         await _run_until(runtime, settings, stop, health_port)
 
 
-async def _run_until(
-    runtime: Runtime, settings: Settings, stop: asyncio.Event, health_port: int | None
-) -> None:
+async def _run_until(runtime: Runtime, settings: Settings, stop: asyncio.Event, health_port: int | None) -> None:
     worker = WorkerRuntime(runtime.db, settings, runtime.integrations, Role.WORKER)
     await worker.start(wake_on=lambda cb: runtime.notifier.listen(runtime.notifier.commands_channel, cb))
     server = None
@@ -186,8 +193,7 @@ async def _run_until(
             access_log=False,
             lifespan="off",
         )
-        server = uvicorn.Server(config)
-        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        server = QuietServer(config)
         server_task = asyncio.create_task(server.serve(), name="health-server")
         log.info("health endpoint: http://%s:%d/health", settings.worker_health_host, health_port)
     log.info("worker running; press Ctrl+C to stop")

@@ -7,6 +7,7 @@ outbox, so a lost or duplicated nudge can delay delivery by one poll interval bu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 
@@ -75,10 +76,8 @@ class Notifier:
                     log.warning("Redis subscription lost (%s); polling until it returns", exc)
                 self.up = False
             finally:
-                try:
-                    await pubsub.aclose()
-                except (RedisError, OSError):
-                    pass
+                with contextlib.suppress(RedisError, OSError):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 5.0)
 

@@ -49,6 +49,8 @@ class Client:
     worker_ids: frozenset[str] | None
     event_types: tuple[str, ...] | None
     limit: int
+    # Events up to this sequence number were already seen (Last-Event-ID), whoever relays them.
+    skip_through: int = 0
     id: int = field(default_factory=itertools.count(1).__next__)
     frames: deque[bytes] = field(default_factory=deque)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
@@ -56,13 +58,12 @@ class Client:
     close_reason: str = ""
 
     def wants(self, event: Relayed) -> bool:
+        if event.seq <= self.skip_through:
+            return False
         if self.worker_ids is not None and event.worker_id not in self.worker_ids:
             return False
         if self.event_types is not None:
-            return any(
-                event.type.startswith(t[:-1]) if t.endswith("*") else event.type == t
-                for t in self.event_types
-            )
+            return any(event.type.startswith(t[:-1]) if t.endswith("*") else event.type == t for t in self.event_types)
         return True
 
     def push(self, frame: bytes) -> bool:
@@ -143,9 +144,7 @@ class Hub:
         while True:
             # With Redis up, nudges arrive instantly and polling is only a safety net.
             interval = (
-                self.settings.relay_safety_poll_interval
-                if self.notifier.up
-                else self.settings.relay_poll_interval
+                self.settings.relay_safety_poll_interval if self.notifier.up else self.settings.relay_poll_interval
             )
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(interval):
@@ -162,10 +161,7 @@ class Hub:
             async with self.db.session(write=False) as session:
                 rows: Sequence[EventRow] = (
                     await session.scalars(
-                        select(EventRow)
-                        .where(EventRow.seq > self.position)
-                        .order_by(EventRow.seq)
-                        .limit(BATCH)
+                        select(EventRow).where(EventRow.seq > self.position).order_by(EventRow.seq).limit(BATCH)
                     )
                 ).all()
             if not rows:

@@ -67,9 +67,7 @@ async def stream(
     db: DatabaseDep,
     hub: HubDep,
     settings: SettingsDep,
-    worker_ids: Annotated[
-        list[str] | None, Query(description="Only events of these workers (comma list)")
-    ] = None,
+    worker_ids: Annotated[list[str] | None, Query(description="Only events of these workers (comma list)")] = None,
     event_types: Annotated[
         list[str] | None, Query(description="Only these event types; `worker.*` matches a prefix")
     ] = None,
@@ -84,10 +82,12 @@ async def stream(
         worker_ids=frozenset(ids) if ids else None,
         event_types=parse_filter(event_types),
         limit=settings.sse_client_queue_size,
+        skip_through=after or 0,
     )
     snapshot: Snapshot = request.app.state.snapshot
     async with db.session(write=False) as session:
-        oldest = (await session.execute(select(func.min(EventRow.seq)))).scalar()
+        oldest, newest = (await session.execute(select(func.min(EventRow.seq), func.max(EventRow.seq)))).one()
+    # This replica's relay may lag the database: ids it has not relayed yet still count as known.
     position = hub.register(client)
 
     async def body() -> AsyncIterator[bytes]:
@@ -95,7 +95,7 @@ async def stream(
             yield b"retry: 3000\n" + sse_frame(
                 {"client_id": client.id, "sequence": position, "resuming_after": after}, event="connected"
             )
-            reset = after is not None and (after > position or (oldest is not None and after < oldest - 1))
+            reset = after is not None and (after > (newest or 0) or (oldest is not None and after < oldest - 1))
             if reset:
                 yield sse_frame(
                     {"reason": "Last-Event-ID is outside the retained events; refetch state", "last": after},
@@ -105,8 +105,8 @@ async def stream(
                 async with db.session(write=False) as session:
                     yield sse_frame(await snapshot(session, client.worker_ids), event="snapshot")
             else:
-                async for chunk in _replay(db, client, after, position):
-                    yield chunk
+                async for replayed in _replay(db, client, after, position):
+                    yield replayed
             while True:
                 chunk = await client.next_chunk(settings.sse_heartbeat_seconds)
                 if chunk is None:

@@ -48,9 +48,7 @@ async def forget(session: AsyncSession, process_id: str) -> None:
 async def worker_liveness(session: AsyncSession, *, now: datetime, alive_seconds: float) -> dict[str, Any]:
     rows = (
         await session.scalars(
-            select(ProcessRow)
-            .where(ProcessRow.role.in_(JOB_ROLES))
-            .order_by(ProcessRow.last_heartbeat.desc())
+            select(ProcessRow).where(ProcessRow.role.in_(JOB_ROLES)).order_by(ProcessRow.last_heartbeat.desc())
         )
     ).all()
     cutoff = now - timedelta(seconds=alive_seconds)

@@ -167,11 +167,7 @@ class CommandRunner:
         try:
             async with self.ctx.db.session() as session:
                 current = await session.get(CommandRow, row.id)
-                if (
-                    current is None
-                    or current.claimed_by != self.ctx.process_id
-                    or current.status != "running"
-                ):
+                if current is None or current.claimed_by != self.ctx.process_id or current.status != "running":
                     log.warning("command %s was taken over; not recording this result", row.id)
                     return
                 await self._finish(session, current, outcome, result, error, await self.ctx.db.now(session))
@@ -207,9 +203,7 @@ class CommandRunner:
                 await session.execute(
                     update(CommandRow)
                     .where(CommandRow.id == row.id, CommandRow.claimed_by == self.ctx.process_id)
-                    .values(
-                        status="queued", claimed_by=None, lease_expires_at=None, attempts=row.attempts - 1
-                    )
+                    .values(status="queued", claimed_by=None, lease_expires_at=None, attempts=row.attempts - 1)
                 )
             log.info("command %s (%s) interrupted and requeued", row.type, row.id)
         except Exception as exc:

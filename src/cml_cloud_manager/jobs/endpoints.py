@@ -36,9 +36,7 @@ async def queue(
 ) -> JSONResponse:
     """Store the command in the caller's transaction and answer 202, saying whether a worker will pick it up."""
     row = await enqueue(session, type, payload, worker_id=worker_id, requested_by=requested_by)
-    liveness = await worker_liveness(
-        session, now=await db.now(session), alive_seconds=settings.worker_alive_seconds
-    )
+    liveness = await worker_liveness(session, now=await db.now(session), alive_seconds=settings.worker_alive_seconds)
     message = (
         "Queued; a worker will run it shortly."
         if liveness["alive"]

@@ -33,8 +33,7 @@ def check_lab_action(action: str, current: str, *, title: str) -> LabState | Non
         state = None
     if state not in allowed:
         raise IllegalTransition(
-            f"Cannot {action} lab '{title}' while it is {current} "
-            f"(allowed from: {', '.join(sorted(allowed))})",
+            f"Cannot {action} lab '{title}' while it is {current} (allowed from: {', '.join(sorted(allowed))})",
             action=action,
             current=current,
         )

@@ -52,10 +52,7 @@ async def list_jobs(db: DatabaseDep, settings: SettingsDep) -> list[dict[str, An
             plan = plan_for(job, settings, overrides)
             last = (
                 await session.scalars(
-                    select(JobRunRow)
-                    .where(JobRunRow.job_name == job.name)
-                    .order_by(JobRunRow.id.desc())
-                    .limit(1)
+                    select(JobRunRow).where(JobRunRow.job_name == job.name).order_by(JobRunRow.id.desc()).limit(1)
                 )
             ).first()
             out.append(

@@ -28,9 +28,7 @@ async def housekeeping(ctx: Context) -> dict[str, Any]:
             delete(JobRunRow).where(JobRunRow.finished_at.is_not(None), JobRunRow.finished_at < now - HISTORY)
         )
         commands = await session.execute(
-            delete(CommandRow).where(
-                CommandRow.finished_at.is_not(None), CommandRow.finished_at < now - HISTORY
-            )
+            delete(CommandRow).where(CommandRow.finished_at.is_not(None), CommandRow.finished_at < now - HISTORY)
         )
         samples = await session.execute(delete(MetricSampleRow).where(MetricSampleRow.ts < now - HISTORY))
         processes = await session.execute(delete(ProcessRow).where(ProcessRow.last_heartbeat < now - HISTORY))

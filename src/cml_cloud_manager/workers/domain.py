@@ -71,9 +71,7 @@ def check_transition(current: str, new: str) -> WorkerStatus:
         raise IllegalTransition(f"'{new}' is not a worker status") from None
     source = WorkerStatus(current)
     if target != source and target not in TRANSITIONS[source]:
-        raise IllegalTransition(
-            f"A worker cannot go from '{source}' to '{target}'", current=source, target=target
-        )
+        raise IllegalTransition(f"A worker cannot go from '{source}' to '{target}'", current=source, target=target)
     return target
 
 

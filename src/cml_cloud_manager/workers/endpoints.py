@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
@@ -14,7 +14,7 @@ from .domain import WorkerStatus, check_action
 from .schemas import CommandAccepted, WorkerOut, WorkerPage
 
 router = APIRouter(prefix="/api/workers", tags=["workers"])
-ACCEPTED = {202: {"model": CommandAccepted, "description": "Queued as a command"}}
+ACCEPTED: dict[int | str, dict[str, Any]] = {202: {"model": CommandAccepted, "description": "Queued as a command"}}
 
 
 @router.get("", summary="List workers", response_model=WorkerPage)
@@ -26,9 +26,7 @@ async def list_workers(
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> WorkerPage:
     async with db.session(write=False) as session:
-        rows, total = await service.list_page(
-            session, region=region, status=status, limit=limit, offset=offset
-        )
+        rows, total = await service.list_page(session, region=region, status=status, limit=limit, offset=offset)
         items = [WorkerOut.model_validate(row) for row in rows]
     return WorkerPage(items=items, total=total, limit=limit, offset=offset)
 

@@ -48,9 +48,7 @@ async def list_page(
     if status:
         query = query.where(WorkerRow.status == status)
     total = (await session.execute(select(func.count()).select_from(query.subquery()))).scalar_one()
-    rows = (
-        await session.scalars(query.order_by(WorkerRow.name, WorkerRow.id).limit(limit).offset(offset))
-    ).all()
+    rows = (await session.scalars(query.order_by(WorkerRow.name, WorkerRow.id).limit(limit).offset(offset))).all()
     return list(rows), total
 
 
@@ -72,9 +70,7 @@ def create_row(**fields: Any) -> WorkerRow:
 async def add(session: AsyncSession, row: WorkerRow, *, reason: str) -> WorkerRow:
     session.add(row)
     await session.flush()
-    await outbox.append(
-        session, "worker.created", {"reason": reason, "worker": public(row)}, worker_id=row.id
-    )
+    await outbox.append(session, "worker.created", {"reason": reason, "worker": public(row)}, worker_id=row.id)
     return row
 
 
