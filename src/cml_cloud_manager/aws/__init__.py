@@ -1,8 +1,11 @@
 """AWS adapters: EC2 and CloudWatch calls that return our own types (see `aws.types`).
 
+Modules: `session` (AwsClients, AwsConfig), `ec2` (describe/find/start/stop/terminate/tag/monitor),
+`provision` (run_instance with cleanup), `cloudwatch` (latest metrics, seeding), `errors`, `types`.
+
 Usage::
 
-    async with AwsClients(AwsConfig(endpoint_url=settings.aws.endpoint_url)) as clients:
+    async with AwsClients(AwsConfig(endpoint_url=None)) as clients:  # None: default chain / AWS_ENDPOINT_URL
         workers = await ec2.find_instances_by_ami_name(clients, "us-east-1", "cml2-*")
         metrics = await cloudwatch.get_latest_metrics(clients, "us-east-1", [w.id for w in workers])
 """

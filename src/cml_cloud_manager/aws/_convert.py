@@ -1,4 +1,4 @@
-"""boto3 response shapes -> `aws.types`. Tolerant of missing keys: EC2 omits fields rather than sending nulls."""
+"""boto3 response shapes -> `aws.types`; tolerant of missing keys (EC2 omits fields, never sends nulls)."""
 
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
-"""CloudWatch adapter: latest CPU and memory per instance in batched GetMetricData calls, and a seeding helper.
+"""CloudWatch adapter: latest CPU and memory per instance in batched GetMetricData calls, plus a seeder.
 
-CPU comes from EC2 itself (AWS/EC2 CPUUtilization). Memory needs the CloudWatch agent on the worker publishing
-CWAgent mem_used_percent with exactly one dimension, InstanceId (agent config: append_dimensions with only
-"InstanceId"); a metric with more dimensions (ImageId, InstanceType...) is a different metric to CloudWatch and
-would read as "no data".
+CPU comes from EC2 itself (AWS/EC2 CPUUtilization). Memory needs the CloudWatch agent on the worker
+publishing CWAgent mem_used_percent with exactly one dimension, InstanceId (agent config: append_dimensions
+with only "InstanceId"); a metric with more dimensions (ImageId, InstanceType...) is a different metric to
+CloudWatch and would read as "no data".
 """
 
 from __future__ import annotations
@@ -100,16 +100,13 @@ def _batch_query(
                     if moment is not None and (known is None or moment > known.timestamp):
                         latest[result.get("Id", "")] = _Latest(moment, float(value))
         return [
-            _metrics(instance_id, latest.get(f"cpu{i}"), latest.get(f"mem{i}"))
-            for i, instance_id in enumerate(ids)
+            _metrics(instance_id, latest.get(f"cpu{i}"), latest.get(f"mem{i}")) for i, instance_id in enumerate(ids)
         ]
 
     return call
 
 
-def _query(
-    query_id: str, namespace: str, metric: str, instance_id: str, period: int
-) -> MetricDataQueryTypeDef:
+def _query(query_id: str, namespace: str, metric: str, instance_id: str, period: int) -> MetricDataQueryTypeDef:
     return {
         "Id": query_id,
         "MetricStat": {

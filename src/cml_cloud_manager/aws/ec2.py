@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, TypeVar, cast
+from typing import TYPE_CHECKING, TypeVar
 
 from botocore.exceptions import ClientError
 
@@ -54,9 +54,7 @@ async def describe_instances(
     """
     filter_list = ec2_filters(filters)
     if instance_ids is None:
-        return await clients.run_ec2(
-            region, lambda c: _describe_pages(c, region, None, filter_list, page_size)
-        )
+        return await clients.run_ec2(region, lambda c: _describe_pages(c, region, None, filter_list, page_size))
     ids = _unique(instance_ids)
 
     def one_chunk(chunk: Sequence[str]) -> Callable[[EC2Client], list[Instance]]:
@@ -70,9 +68,7 @@ async def describe_instances(
 async def get_instance(clients: AwsClients, region: str, instance_id: str) -> Instance:
     found = await describe_instances(clients, region, instance_ids=[instance_id])
     if not found:
-        raise InstanceNotFound(
-            f"EC2 instance {instance_id} not found in {region}", instance_ids=[instance_id]
-        )
+        raise InstanceNotFound(f"EC2 instance {instance_id} not found in {region}", instance_ids=[instance_id])
     return found[0]
 
 
@@ -88,9 +84,7 @@ def _describe_pages(
     pages = (
         paginator.paginate(InstanceIds=list(ids), Filters=filters)
         if ids is not None
-        else paginator.paginate(
-            Filters=filters, PaginationConfig={"PageSize": page_size or DEFAULT_PAGE_SIZE}
-        )
+        else paginator.paginate(Filters=filters, PaginationConfig={"PageSize": page_size or DEFAULT_PAGE_SIZE})
     )
     return [
         to_instance(raw, region)
@@ -178,11 +172,12 @@ async def find_instances_by_ami_name(
     return [instance for found in slices for instance in found]
 
 
-async def start_instances(
-    clients: AwsClients, region: str, instance_ids: Sequence[str]
-) -> dict[str, StateChange]:
+async def start_instances(clients: AwsClients, region: str, instance_ids: Sequence[str]) -> dict[str, StateChange]:
     return await _change_state(
-        clients, region, instance_ids, lambda c, ids: c.start_instances(InstanceIds=ids)
+        clients,
+        region,
+        instance_ids,
+        lambda c, ids: c.start_instances(InstanceIds=ids).get("StartingInstances", []),
     )
 
 
@@ -190,15 +185,19 @@ async def stop_instances(
     clients: AwsClients, region: str, instance_ids: Sequence[str], *, force: bool = False
 ) -> dict[str, StateChange]:
     return await _change_state(
-        clients, region, instance_ids, lambda c, ids: c.stop_instances(InstanceIds=ids, Force=force)
+        clients,
+        region,
+        instance_ids,
+        lambda c, ids: c.stop_instances(InstanceIds=ids, Force=force).get("StoppingInstances", []),
     )
 
 
-async def terminate_instances(
-    clients: AwsClients, region: str, instance_ids: Sequence[str]
-) -> dict[str, StateChange]:
+async def terminate_instances(clients: AwsClients, region: str, instance_ids: Sequence[str]) -> dict[str, StateChange]:
     return await _change_state(
-        clients, region, instance_ids, lambda c, ids: c.terminate_instances(InstanceIds=ids)
+        clients,
+        region,
+        instance_ids,
+        lambda c, ids: c.terminate_instances(InstanceIds=ids).get("TerminatingInstances", []),
     )
 
 
@@ -206,20 +205,12 @@ async def _change_state(
     clients: AwsClients,
     region: str,
     instance_ids: Sequence[str],
-    action: Callable[[EC2Client, list[str]], Mapping[str, object]],
+    action: Callable[[EC2Client, list[str]], Sequence[InstanceStateChangeTypeDef]],
 ) -> dict[str, StateChange]:
-    """Run a state action per batch. A batch succeeds or fails as a whole; other batches may already be done."""
+    """Run a state action per batch. A batch succeeds or fails as a whole; others may already be done."""
 
     def one_chunk(chunk: Sequence[str]) -> Callable[[EC2Client], list[StateChange]]:
-        def call(client: EC2Client) -> list[StateChange]:
-            answer = action(client, list(chunk))
-            key = next(
-                k for k in answer if k.endswith("Instances")
-            )  # Starting-/Stopping-/TerminatingInstances
-            changes = cast("list[InstanceStateChangeTypeDef]", answer[key])
-            return [to_change(raw) for raw in changes]
-
-        return call
+        return lambda c: [to_change(raw) for raw in action(c, list(chunk))]
 
     changes = await _gather_chunks(clients, region, _unique(instance_ids), ACTION_IDS_PER_CALL, one_chunk)
     return {change.instance_id: change for change in changes}
@@ -241,9 +232,7 @@ async def monitor_instances(clients: AwsClients, region: str, instance_ids: Sequ
     return dict(await _gather_chunks(clients, region, _unique(instance_ids), ACTION_IDS_PER_CALL, one_chunk))
 
 
-async def create_tags(
-    clients: AwsClients, region: str, resource_ids: Sequence[str], tags: Mapping[str, str]
-) -> None:
+async def create_tags(clients: AwsClients, region: str, resource_ids: Sequence[str], tags: Mapping[str, str]) -> None:
     """Add or overwrite tags on instances (or any EC2 resource ids)."""
     if not tags or not resource_ids:
         return
@@ -259,9 +248,7 @@ async def create_tags(
     await _gather_chunks(clients, region, _unique(resource_ids), TAG_IDS_PER_CALL, one_chunk)
 
 
-async def delete_tags(
-    clients: AwsClients, region: str, resource_ids: Sequence[str], keys: Iterable[str]
-) -> None:
+async def delete_tags(clients: AwsClients, region: str, resource_ids: Sequence[str], keys: Iterable[str]) -> None:
     """Remove the tags with these keys, whatever their values."""
     tag_list: list[TagTypeDef] = [{"Key": key} for key in dict.fromkeys(keys)]
     # DeleteTags without any key deletes every tag on the resources: never send that.
@@ -285,9 +272,7 @@ async def _gather_chunks(
     size: int,
     make_call: Callable[[Sequence[str]], Callable[[EC2Client], list[T]]],
 ) -> list[T]:
-    results = await asyncio.gather(
-        *(clients.run_ec2(region, make_call(chunk)) for chunk in chunked(ids, size))
-    )
+    results = await asyncio.gather(*(clients.run_ec2(region, make_call(chunk)) for chunk in chunked(ids, size)))
     return [item for chunk_result in results for item in chunk_result]
 
 

@@ -1,13 +1,14 @@
 """Typed AWS errors and the one place that maps botocore exceptions onto them.
 
-Messages are written for an operator reading the UI or a log line: what failed, where, and what to do. They never
-carry credentials: AWS messages are passed through a redaction filter and credential errors use our own text.
+Messages are written for an operator reading the UI or a log line: what failed, where, and what to do.
+They never carry credentials: AWS messages pass through a redaction filter and credential errors use our
+own text.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, TypeAlias
 
 from botocore.exceptions import (
     BotoCoreError,
@@ -22,6 +23,7 @@ from botocore.exceptions import (
     TokenRetrievalError,
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
+from botocore.parsers import ResponseParserError
 
 from cml_cloud_manager.errors import AppError, NotFound, UpstreamError
 
@@ -67,11 +69,9 @@ _PERMISSION_CODES = frozenset({"UnauthorizedOperation", "AccessDenied", "AccessD
 _STATE_CODES = frozenset({"IncorrectInstanceState", "IncorrectState", "UnsupportedOperation"})
 
 _USERINFO = re.compile(r"//[^/@]*@")
-_INSTANCE_ID = re.compile(r"\bi-[0-9a-f]{8,17}\b")
+_INSTANCE_ID = re.compile(r"\bi-[0-9A-Za-z]+\b")
 # Access key ids and 40-character secret keys: AWS does not echo secrets, but a proxy or emulator might.
-_SECRETS = re.compile(
-    r"\b(?:AKIA|ASIA|AIDA|AROA)[A-Z0-9]{16}\b|(?<![A-Za-z0-9/+])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])"
-)
+_SECRETS = re.compile(r"\b(?:AKIA|ASIA|AIDA|AROA)[A-Z0-9]{16}\b|(?<![A-Za-z0-9/+])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])")
 
 
 class AwsError(UpstreamError):
@@ -139,10 +139,22 @@ def instance_ids_in(message: str) -> list[str]:
     return _INSTANCE_ID.findall(message)
 
 
-def translate(exc: ClientError | BotoCoreError, *, region: str | None = None) -> AppError:
+# What botocore raises from a call; ResponseParserError is not a BotoCoreError.
+BotoError: TypeAlias = ClientError | BotoCoreError | ResponseParserError
+BOTO_ERRORS = (ClientError, BotoCoreError, ResponseParserError)
+
+
+def translate(exc: BotoError, *, region: str | None = None) -> AppError:
     """Map a botocore exception onto our typed errors. The caller raises the result `from exc`."""
     if isinstance(exc, ClientError):
         return _translate_client_error(exc, region)
+    if isinstance(exc, ResponseParserError):
+        # Seen when an emulator or a proxy answers with an HTML error page instead of an AWS response.
+        return AwsError(
+            f"The AWS endpoint{_where(region)} sent a response that is not an AWS answer",
+            aws_code="ResponseParserError",
+            region=region,
+        )
     return _translate_botocore_error(exc, region)
 
 
@@ -178,9 +190,7 @@ def _translate_client_error(exc: ClientError, region: str | None) -> AppError:
             if code == "RequestExpired"
             else "AWS rejected the credentials (unknown, invalid or expired)"
         )
-        return AwsAuthError(
-            f"{operation}{_where(region)} failed: {reason} [{code}]. {CREDENTIALS_HELP}", **detail
-        )
+        return AwsAuthError(f"{operation}{_where(region)} failed: {reason} [{code}]. {CREDENTIALS_HELP}", **detail)
     if code in _PERMISSION_CODES:
         return AwsAuthError(
             f"The AWS identity in use is not allowed to call {operation}{_where(region)} [{code}]; "
@@ -189,9 +199,7 @@ def _translate_client_error(exc: ClientError, region: str | None) -> AppError:
         )
     if code in _STATE_CODES:
         return InstanceStateConflict(f"{operation}{_where(region)}: {aws_message or code}", **detail)
-    return AwsError(
-        f"AWS {operation} failed{_where(region)}: {code}: {aws_message or 'no message'}", **detail
-    )
+    return AwsError(f"AWS {operation} failed{_where(region)}: {code}: {aws_message or 'no message'}", **detail)
 
 
 def _translate_botocore_error(exc: BotoCoreError, region: str | None) -> AppError:
@@ -208,22 +216,17 @@ def _translate_botocore_error(exc: BotoCoreError, region: str | None) -> AppErro
         )
     if isinstance(exc, ProfileNotFound):
         return AwsAuthError(
-            f"The AWS profile {kwargs.get('profile', '')!r} does not exist in the AWS config files. "
-            f"{CREDENTIALS_HELP}",
+            f"The AWS profile {kwargs.get('profile', '')!r} does not exist in the AWS config files. {CREDENTIALS_HELP}",
             **detail,
         )
     if isinstance(exc, CredentialRetrievalError | SSOError | TokenRetrievalError):
         # The provider's own message may quote a credential process's output; name only the provider.
         provider = kwargs.get("provider", "the configured provider")
-        return AwsAuthError(
-            f"Could not load AWS credentials from {provider} ({kind}). {CREDENTIALS_HELP}", **detail
-        )
+        return AwsAuthError(f"Could not load AWS credentials from {provider} ({kind}). {CREDENTIALS_HELP}", **detail)
     if isinstance(exc, NoRegionError):
         return AwsError("No AWS region was given and none is configured (AWS_DEFAULT_REGION)", **detail)
     if isinstance(exc, BotoConnectionError | HTTPClientError):
         # Connect/read timeouts and refused connections, after botocore's retries.
         endpoint = _USERINFO.sub("//", str(kwargs.get("endpoint_url", "the AWS endpoint")))
-        return AwsUnreachable(
-            f"Could not reach {endpoint}{_where(region)} ({kind}); check network and proxy", **detail
-        )
+        return AwsUnreachable(f"Could not reach {endpoint}{_where(region)} ({kind}); check network and proxy", **detail)
     return AwsError(f"AWS client error{_where(region)} ({kind}): {redact(str(exc))}", **detail)

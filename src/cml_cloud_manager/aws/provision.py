@@ -45,11 +45,12 @@ async def run_instance(
 ) -> Instance:
     """Launch one instance, tagged at creation (Name + `tags`, on the instance and its volumes).
 
-    `client_token` makes the launch idempotent: botocore retries a timed-out RunInstances, and a retried command
-    passes the same token, so neither can start a second instance. Pass the command id when there is one.
+    `client_token` makes the launch idempotent: botocore retries a timed-out RunInstances, and a retried
+    command passes the same token, so neither starts a second instance. Pass the command id when there is one.
 
     Any failure raises ProvisioningFailed. If the instance was created but a later step failed (or the caller
-    was cancelled) it is terminated, so nothing untracked keeps running; `detail["cleanup"]` says how that went.
+    was cancelled) it is terminated, so nothing untracked keeps running; `detail["cleanup"]` tells how that
+    went ("not_needed", "terminated" or "failed").
     """
     all_tags = {**(tags or {}), **({"Name": name} if name else {})}
     request: RunInstancesRequestTypeDef = {
@@ -89,7 +90,8 @@ async def run_instance(
     if not wait_until_running:
         return instance
     try:
-        return await _wait_running(clients, region, instance.id, wait_timeout, poll_interval)
+        async with asyncio.timeout(wait_timeout):
+            return await _wait_running(clients, region, instance.id, poll_interval)
     except asyncio.CancelledError:
         await asyncio.shield(_terminate_quietly(clients, region, instance.id))
         raise
@@ -100,21 +102,18 @@ async def run_instance(
         ) from exc
 
 
-async def _wait_running(
-    clients: AwsClients, region: str, instance_id: str, timeout: float, every: float
-) -> Instance:
-    async with asyncio.timeout(timeout):
-        while True:
-            # missing_ok: a new instance can be invisible to Describe* for a few seconds (eventual consistency).
-            found = await describe_instances(clients, region, instance_ids=[instance_id], missing_ok=True)
-            state = found[0].state if found else InstanceState.PENDING
-            if state is InstanceState.RUNNING:
-                return found[0]
-            if state not in (InstanceState.PENDING, InstanceState.UNKNOWN):
-                # e.g. pending -> terminated with Server.InsufficientInstanceCapacity
-                reason = found[0].state_reason or "no reason given"
-                raise AwsError(f"EC2 moved {instance_id} to {state} ({reason})", state=str(state))
-            await asyncio.sleep(every)
+async def _wait_running(clients: AwsClients, region: str, instance_id: str, every: float) -> Instance:
+    while True:
+        # missing_ok: a new instance can be invisible to Describe* for seconds (eventual consistency).
+        found = await describe_instances(clients, region, instance_ids=[instance_id], missing_ok=True)
+        state = found[0].state if found else InstanceState.PENDING
+        if state is InstanceState.RUNNING:
+            return found[0]
+        if state not in (InstanceState.PENDING, InstanceState.UNKNOWN):
+            # e.g. pending -> terminated with Server.InsufficientInstanceCapacity
+            reason = found[0].state_reason or "no reason given"
+            raise AwsError(f"EC2 moved {instance_id} to {state} ({reason})", state=str(state))
+        await asyncio.sleep(every)
 
 
 async def _terminate_after_cancel(clients: AwsClients, region: str, launch: asyncio.Future[Instance]) -> None:
@@ -129,9 +128,7 @@ async def _terminate_quietly(clients: AwsClients, region: str, instance_id: str)
     try:
         await terminate_instances(clients, region, [instance_id])
     except Exception:
-        log.exception(
-            "Could not terminate %s in %s after a failed launch; terminate it by hand", instance_id, region
-        )
+        log.exception("Could not terminate %s in %s after a failed launch; terminate it by hand", instance_id, region)
         return "failed"
     log.warning("Terminated %s in %s after a failed launch", instance_id, region)
     return "terminated"
@@ -151,7 +148,7 @@ def _provisioning_failed(
         cause += f"; {instance_id} was terminated"
     elif cleanup == "failed":
         cause += f"; terminating {instance_id} also failed, terminate it by hand"
-    # Worth retrying later (same request, new token): throttling, capacity or a slow start, not a bad parameter.
+    # Worth retrying later: throttling, capacity or a slow start; a bad parameter is not.
     retryable = isinstance(exc, AwsThrottled | TimeoutError) or "InsufficientInstanceCapacity" in cause
     detail.update(instance_id=instance_id, cleanup=cleanup, retryable=retryable)
     return ProvisioningFailed(f"{what}: {cause}", **detail)

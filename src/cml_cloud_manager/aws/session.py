@@ -1,8 +1,8 @@
 """boto3 clients, cached per (service, region), and the thread pool that runs their blocking calls.
 
-boto3 is synchronous. Every call goes through `AwsClients.run_ec2` / `run_cloudwatch`, which run it on a bounded
-thread pool so the event loop never blocks and at most `max_concurrency` AWS calls are in flight per process
-(matching the HTTP connection pool, so threads never queue for a socket).
+boto3 is synchronous. Every call goes through `AwsClients.run_ec2` / `run_cloudwatch`, which run it on a
+bounded thread pool so the event loop never blocks and at most `max_concurrency` AWS calls are in flight per
+process (matching the HTTP connection pool, so threads never queue for a socket).
 """
 
 from __future__ import annotations
@@ -19,9 +19,8 @@ from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
 
-from cml_cloud_manager.aws.errors import translate
+from cml_cloud_manager.aws.errors import BOTO_ERRORS, translate
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudwatch import CloudWatchClient
@@ -34,7 +33,7 @@ Service = Literal["ec2", "cloudwatch"]
 
 @dataclass(frozen=True, slots=True)
 class AwsConfig:
-    """How to reach AWS. Every field left as None falls back to boto3's default chain (env, profile, IAM role)."""
+    """How to reach AWS. Fields left as None fall back to boto3's default chain (env, profile, IAM role)."""
 
     endpoint_url: str | None = None
     """An emulator or VPC endpoint. None lets boto3 use AWS_ENDPOINT_URL(_EC2) or the public endpoint."""
@@ -66,7 +65,8 @@ class AwsClients:
     def __init__(self, config: AwsConfig | None = None) -> None:
         self.config = config or AwsConfig()
         self._botocore_config = Config(
-            retries={"mode": self.config.retry_mode, "max_attempts": self.config.max_attempts},
+            # total_max_attempts counts the first try; botocore's "max_attempts" key counts only retries.
+            retries={"mode": self.config.retry_mode, "total_max_attempts": self.config.max_attempts},
             connect_timeout=self.config.connect_timeout,
             read_timeout=self.config.read_timeout,
             max_pool_connections=self.config.max_concurrency,
@@ -88,7 +88,7 @@ class AwsClients:
         await self.aclose()
 
     def client(self, service: Service, region: str) -> Any:
-        """The cached client, created on first use. Blocking (loads the service model): call it from a thread."""
+        """The cached client, created on first use. Blocking (loads the service model): call from a thread."""
         key = (service, region)
         with self._lock:
             cached = self._clients.get(key)
@@ -100,9 +100,9 @@ class AwsClients:
                         aws_session_token=self.config.session_token,
                         profile_name=self.config.profile,
                     )
-                # An explicit endpoint wins; None leaves botocore to read AWS_ENDPOINT_URL and the config files.
+                # An explicit endpoint wins; None lets botocore read AWS_ENDPOINT_URL and the config files.
                 cached = self._session.client(
-                    service,  # type: ignore[call-overload]
+                    service,
                     region_name=region,
                     endpoint_url=self.config.endpoint_url,
                     config=self._botocore_config,
@@ -138,7 +138,8 @@ class AwsClients:
         if self._closed:
             return
         self._closed = True
-        # Let in-flight calls finish in their threads without holding up shutdown.
+        # Queued calls are cancelled; running ones finish in their threads without holding up shutdown
+        # (closing a client only drops its idle pooled connections).
         self._executor.shutdown(wait=False, cancel_futures=True)
         with self._lock:
             clients = list(self._clients.values())
@@ -150,5 +151,5 @@ class AwsClients:
 def _translated(region: str, call: Callable[[], T]) -> T:
     try:
         return call()
-    except (ClientError, BotoCoreError) as exc:
+    except BOTO_ERRORS as exc:
         raise translate(exc, region=region) from exc
