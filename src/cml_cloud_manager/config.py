@@ -6,12 +6,13 @@ The README's settings table documents every field below by its environment name 
 from __future__ import annotations
 
 import enum
+import re
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Role(enum.StrEnum):
@@ -65,11 +66,45 @@ class Settings(BaseSettings):
 
     # --- jobs ----------------------------------------------------------------------------------------------
     worker_metrics_interval: float = Field(300, gt=0)
+    worker_metrics_enabled: bool = True
     labs_refresh_interval: float = Field(1800, gt=0)
+    labs_refresh_enabled: bool = True
     auto_import_interval: float = Field(3600, gt=0)
     auto_import_enabled: bool = False
     idle_detection_interval: float = Field(1800, gt=0)
+    idle_detection_enabled: bool = True
     housekeeping_interval: float = Field(600, gt=0)
+    housekeeping_enabled: bool = True
+    metrics_concurrency: int = Field(50, ge=1)
+    metrics_change_threshold: float = Field(5.0, ge=0)
+
+    # --- AWS -----------------------------------------------------------------------------------------------
+    aws_regions: Annotated[list[str], NoDecode] = ["us-east-1"]
+    aws_endpoint_url: str = ""
+    aws_max_attempts: int = Field(6, ge=1)
+    aws_max_concurrency: int = Field(32, ge=1)
+    cml_ami_name_pattern: str = "cml2*"
+    cml_ami_owners: Annotated[list[str], NoDecode] = ["self"]
+    cml_ami_id: str = ""
+    cml_instance_type: str = "c5.2xlarge"
+    cml_subnet_id: str = ""
+    cml_security_group_ids: Annotated[list[str], NoDecode] = []
+    cml_key_name: str = ""
+    cml_instance_tags: dict[str, str] = {}
+
+    # --- CML -----------------------------------------------------------------------------------------------
+    cml_url_template: str = "https://{public_ip}"
+    cml_username: str = "admin"
+    cml_password: SecretStr = SecretStr("")
+    cml_password_file: Path | None = None
+    cml_verify_tls: bool = True
+    cml_ca_bundle: Path | None = None
+    cml_timeout: float = Field(10.0, gt=0)
+
+    # --- idle detection -------------------------------------------------------------------------------------
+    idle_timeout_minutes: float = Field(60, gt=0)
+    idle_snooze_minutes: float = Field(60, ge=0)
+    idle_excluded_users: str = ""
 
     @field_validator("database_url")
     @classmethod
@@ -77,6 +112,42 @@ class Settings(BaseSettings):
         if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
             raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
         return value
+
+    @field_validator("aws_regions", "cml_ami_owners", "cml_security_group_ids", mode="before")
+    @classmethod
+    def _comma_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("cml_url_template")
+    @classmethod
+    def _template_fields(cls, value: str) -> str:
+        try:
+            value.format(public_ip="x", private_ip="x", instance_id="x", public_dns="x", private_dns="x")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(
+                f"unknown placeholder {exc}; use {{public_ip}}, {{private_ip}}, {{instance_id}}, {{public_dns}}"
+            ) from None
+        return value
+
+    @field_validator("idle_excluded_users")
+    @classmethod
+    def _regex(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression: {exc}") from None
+        return value
+
+    def cml_password_value(self) -> str:
+        """The CML password, from CML_PASSWORD_FILE when set (a mounted secret), else CML_PASSWORD."""
+        if self.cml_password_file is not None:
+            return self.cml_password_file.read_text().strip()
+        return self.cml_password.get_secret_value()
+
+    def job_enabled(self, name: str) -> bool:
+        return bool(getattr(self, name.replace("-", "_") + "_enabled"))
 
     @field_validator("redis_url")
     @classmethod

@@ -2,16 +2,75 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from dataclasses import dataclass, field
 
+from .aws.session import AwsClients, AwsConfig
+from .cml.client import CMLClient
+from .cml.errors import CMLUnreachable
 from .config import Settings
+from .storage.models import WorkerRow
+
+
+class CMLPool:
+    """One CMLClient per CML host, created on first use; the host's URL comes from `CML_URL_TEMPLATE`."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._clients: dict[str, CMLClient] = {}
+
+    def url_for(self, worker: WorkerRow) -> str:
+        values = {
+            "public_ip": worker.public_ip,
+            "private_ip": worker.private_ip,
+            "instance_id": worker.aws_instance_id,
+            "public_dns": (worker.details or {}).get("public_dns"),
+            "private_dns": (worker.details or {}).get("private_dns"),
+        }
+        needed = [name for name in values if "{" + name + "}" in self.settings.cml_url_template]
+        missing = [name for name in needed if not values[name]]
+        if missing:
+            raise CMLUnreachable(f"Worker '{worker.name}' has no {missing[0].replace('_', ' ')} to reach CML at")
+        return self.settings.cml_url_template.format(**{k: v or "" for k, v in values.items()})
+
+    def client(self, worker: WorkerRow) -> CMLClient:
+        url = self.url_for(worker)
+        client = self._clients.get(url)
+        if client is None:
+            client = self._clients[url] = CMLClient(
+                url,
+                self.settings.cml_username,
+                self.settings.cml_password_value(),
+                verify=self.settings.cml_verify_tls,
+                ca_bundle=self.settings.cml_ca_bundle,
+                timeout=self.settings.cml_timeout,
+            )
+        return client
+
+    async def aclose(self) -> None:
+        clients, self._clients = list(self._clients.values()), {}
+        await asyncio.gather(*(client.aclose() for client in clients))
 
 
 @dataclass
 class Integrations:
+    aws: AwsClients
+    cml: CMLPool
+    closed: bool = field(default=False)
+
     async def aclose(self) -> None:
-        return None
+        if not self.closed:
+            self.closed = True
+            await self.cml.aclose()
+            await self.aws.aclose()
 
 
 def build_integrations(settings: Settings) -> Integrations:
-    return Integrations()
+    aws = AwsClients(
+        AwsConfig(
+            endpoint_url=settings.aws_endpoint_url or None,
+            max_attempts=settings.aws_max_attempts,
+            max_concurrency=settings.aws_max_concurrency,
+        )
+    )
+    return Integrations(aws=aws, cml=CMLPool(settings))

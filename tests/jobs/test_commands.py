@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from cml_cloud_manager.config import Settings
 from cml_cloud_manager.errors import Conflict
-from cml_cloud_manager.integrations import Integrations
+from cml_cloud_manager.integrations import build_integrations
 from cml_cloud_manager.jobs.commands import CommandRunner, enqueue
 from cml_cloud_manager.jobs.context import CommandType, Context
 from cml_cloud_manager.storage.db import Database
@@ -39,7 +39,7 @@ async def wait_for_status(db: Database, command_id: str, status: str) -> Command
 
 
 async def run_runner(db: Database, settings: Settings, name: str = "w1") -> tuple[CommandRunner, asyncio.Event]:
-    ctx = Context(db=db, settings=settings, integrations=Integrations(), process_id=name)
+    ctx = Context(db=db, settings=settings, integrations=build_integrations(settings), process_id=name)
     runner = CommandRunner(ctx, [CommandType("test.echo", echo, ""), CommandType("test.refuse", refuse, "")])
     stop = asyncio.Event()
     TASKS.add(asyncio.create_task(runner.run(stop)))

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import select, update
 
 from cml_cloud_manager.config import Settings
-from cml_cloud_manager.integrations import Integrations
+from cml_cloud_manager.integrations import build_integrations
 from cml_cloud_manager.jobs.context import Context, Job
 from cml_cloud_manager.jobs.scheduler import Scheduler
 from cml_cloud_manager.storage.db import Database
@@ -18,7 +18,7 @@ from cml_cloud_manager.system import service as system_settings
 
 
 def context(db: Database, settings: Settings, name: str) -> Context:
-    return Context(db=db, settings=settings, integrations=Integrations(), process_id=name)
+    return Context(db=db, settings=settings, integrations=build_integrations(settings), process_id=name)
 
 
 async def runs(db: Database, job: str = "housekeeping") -> list[JobRunRow]:

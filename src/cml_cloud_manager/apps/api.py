@@ -17,6 +17,8 @@ from ..events import sse
 from ..events.relay import Hub
 from ..health import endpoints as health
 from ..jobs import endpoints as commands
+from ..labs import endpoints as labs
+from ..licensing import endpoints as licensing
 from ..system import endpoints as system
 from ..workers import endpoints as workers
 from ..workers.service import snapshot
@@ -82,7 +84,7 @@ def create_app(role: Role, settings: Settings) -> FastAPI:
     app.state.role = role
     app.state.snapshot = snapshot
     problems.install(app)
-    for module in (health, sse, workers, commands, system):
+    for module in (health, sse, workers, labs, licensing, commands, system):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=UI / "static"), name="static")
 

@@ -8,6 +8,7 @@ from fastapi import Depends, Request
 
 from ..config import Settings
 from ..events.relay import Hub
+from ..integrations import Integrations
 from ..storage.db import Database
 
 
@@ -21,6 +22,11 @@ def _settings(request: Request) -> Settings:
     return settings
 
 
+def _integrations(request: Request) -> Integrations:
+    integrations: Integrations = request.app.state.runtime.integrations
+    return integrations
+
+
 def _hub(request: Request) -> Hub:
     hub: Hub = request.app.state.hub
     return hub
@@ -29,3 +35,4 @@ def _hub(request: Request) -> Hub:
 DatabaseDep = Annotated[Database, Depends(_db)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
 HubDep = Annotated[Hub, Depends(_hub)]
+IntegrationsDep = Annotated[Integrations, Depends(_integrations)]

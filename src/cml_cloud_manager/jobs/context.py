@@ -36,7 +36,6 @@ class Job:
     name: str
     func: JobFunc
     description: str
-    enabled_by_default: bool = True
 
 
 @dataclass(frozen=True)

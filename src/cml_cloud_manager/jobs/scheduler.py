@@ -63,8 +63,7 @@ class JobBusy(Conflict):
 
 def plan_for(job: Job, settings: Settings, overrides: dict[str, Any]) -> JobPlan:
     """A job's interval and switch: env settings, then runtime overrides from system settings."""
-    default = settings.auto_import_enabled if job.name == "auto-import" else job.enabled_by_default
-    enabled = overrides.get(f"jobs.{job.name}.enabled", default)
+    enabled = overrides.get(f"jobs.{job.name}.enabled", settings.job_enabled(job.name))
     interval = overrides.get(f"jobs.{job.name}.interval_seconds", settings.job_intervals()[job.name])
     return JobPlan(enabled=bool(enabled), interval=float(interval))
 

@@ -95,3 +95,10 @@ async def touch(session: AsyncSession, row: WorkerRow, event_type: str, changed:
     """Record that fields changed and tell the browsers which ones."""
     row.updated_at = datetime.now(UTC)
     await outbox.append(session, event_type, {"name": row.name, "changes": changed}, worker_id=row.id)
+
+
+async def remove(session: AsyncSession, row: WorkerRow, *, terminated: bool) -> None:
+    await outbox.append(
+        session, "worker.deleted", {"name": row.name, "instance_terminated": terminated}, worker_id=row.id
+    )
+    await session.delete(row)

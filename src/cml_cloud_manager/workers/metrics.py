@@ -1,0 +1,143 @@
+"""The `worker-metrics` job: EC2 state, CloudWatch and CML for every worker, with bounded concurrency.
+
+AWS is asked once per region for all workers (describe + status + one batched CloudWatch query); CML hosts are
+read concurrently under a semaphore, each call bounded by CML_TIMEOUT, so one slow host never delays others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from ..aws import cloudwatch, ec2
+from ..cml.errors import CMLAuthFailed, CMLError
+from ..errors import AppError
+from ..integrations import Integrations
+from ..jobs.context import Context
+from ..storage.models import WorkerRow
+from .domain import WorkerStatus
+from .sync import CmlObservation, Observation, apply
+
+log = logging.getLogger(__name__)
+WRITE_BATCH = 100
+
+
+async def read_cml(integrations: Integrations, worker: WorkerRow) -> CmlObservation:
+    try:
+        client = integrations.cml.client(worker)
+        info, health, stats, licensing, labs = await asyncio.gather(
+            client.system_information(),
+            client.system_health(),
+            client.system_stats(),
+            client.licensing(),
+            client.list_labs(),
+        )
+        return CmlObservation(info, health, stats, licensing, len(labs))
+    except CMLAuthFailed as exc:
+        return CmlObservation(error=exc.message, auth_failed=True)
+    except CMLError as exc:
+        return CmlObservation(error=exc.message)
+
+
+async def observe_region(
+    integrations: Integrations, region: str, workers: list[WorkerRow], cml_slots: asyncio.Semaphore
+) -> dict[str, Observation]:
+    """Everything known about these workers now; a worker whose instance is gone is marked vanished."""
+    ids = [w.aws_instance_id for w in workers if w.aws_instance_id]
+    aws = integrations.aws
+    instances, statuses, metrics = await asyncio.gather(
+        ec2.describe_instances(aws, region, instance_ids=ids, missing_ok=True),
+        ec2.describe_instance_status(aws, region, ids, missing_ok=True),
+        cloudwatch.get_latest_metrics(aws, region, ids),
+    )
+    by_id = {i.id: i for i in instances}
+    status_by_id = {s.instance_id: s for s in statuses}
+    observations: dict[str, Observation] = {}
+    for worker in workers:
+        iid = worker.aws_instance_id or ""
+        observations[worker.id] = Observation(
+            instance=by_id.get(iid),
+            status=status_by_id.get(iid),
+            metrics=metrics.get(iid),
+            vanished=iid not in by_id,
+        )
+
+    async def with_cml(worker: WorkerRow) -> None:
+        obs = observations[worker.id]
+        if obs.instance is None or obs.instance.state.value != WorkerStatus.RUNNING:
+            return
+        # The address may have changed with this very observation (a restarted instance gets a new IP).
+        worker.public_ip, worker.private_ip = obs.instance.public_ip, obs.instance.private_ip
+        async with cml_slots:
+            obs.cml = await read_cml(integrations, worker)
+
+    await asyncio.gather(*(with_cml(worker) for worker in workers))
+    return observations
+
+
+def by_region(workers: Iterable[WorkerRow]) -> dict[str, list[WorkerRow]]:
+    groups: dict[str, list[WorkerRow]] = defaultdict(list)
+    for worker in workers:
+        if worker.aws_instance_id:
+            groups[worker.aws_region].append(worker)
+    return groups
+
+
+async def refresh_workers(ctx: Context, worker_ids: list[str] | None = None) -> dict[str, Any]:
+    """Observe and store. Regions are independent: a failing region is reported, the others still update."""
+    async with ctx.db.session(write=False) as session:
+        query = select(WorkerRow).where(WorkerRow.status != WorkerStatus.TERMINATED)
+        if worker_ids is not None:
+            query = query.where(WorkerRow.id.in_(worker_ids))
+        workers = list((await session.scalars(query)).all())
+    cml_slots = asyncio.Semaphore(ctx.settings.metrics_concurrency)
+    groups = by_region(workers)
+    results = await asyncio.gather(
+        *(observe_region(ctx.integrations, region, ws, cml_slots) for region, ws in groups.items()),
+        return_exceptions=True,
+    )
+    observations: dict[str, Observation] = {}
+    failed_regions: dict[str, str] = {}
+    for region, result in zip(groups, results, strict=True):
+        if isinstance(result, BaseException):
+            if not isinstance(result, AppError | OSError):
+                raise result
+            failed_regions[region] = str(result)
+            log.warning("worker-metrics: region %s failed: %s", region, result)
+        else:
+            observations.update(result)
+    changed = await store(ctx, observations)
+    unreachable = sum(1 for o in observations.values() if o.cml is not None and o.cml.error)
+    return {
+        "workers": len(observations),
+        "changed": changed,
+        "cml_unreachable": unreachable,
+        "failed_regions": failed_regions,
+    }
+
+
+async def store(ctx: Context, observations: dict[str, Observation]) -> int:
+    """Write in batches: short transactions keep the outbox lock and SQLite's write lock brief."""
+    changed = 0
+    ids = list(observations)
+    now = datetime.now(UTC)
+    for start in range(0, len(ids), WRITE_BATCH):
+        batch = ids[start : start + WRITE_BATCH]
+        async with ctx.db.session() as session:
+            rows = (await session.scalars(select(WorkerRow).where(WorkerRow.id.in_(batch)))).all()
+            for row in rows:
+                if await apply(
+                    session, row, observations[row.id], threshold=ctx.settings.metrics_change_threshold, now=now
+                ):
+                    changed += 1
+    return changed
+
+
+async def collect_metrics(ctx: Context) -> dict[str, Any]:
+    return await refresh_workers(ctx)
