@@ -104,7 +104,8 @@ class Settings(BaseSettings):
     # --- idle detection -------------------------------------------------------------------------------------
     idle_timeout_minutes: float = Field(60, gt=0)
     idle_snooze_minutes: float = Field(60, ge=0)
-    idle_excluded_users: str = ""
+    # CML records our own lab operations under the built-in admin id; they are not user activity.
+    idle_excluded_users: str = "^00000000-0000-4000-a000-000000000000$"
 
     @field_validator("database_url")
     @classmethod

@@ -1,8 +1,8 @@
 """Async client for one CML 2.9 controller (REST API under `<base_url>/api/v0`).
 
-Tokens are cached per (base URL, username) at module level: the control plane creates short-lived clients
-for the same host on every poll, and re-authenticating each time would cost CML a password hash per call.
-A 401 renews the token once; a second refusal is `CMLAuthFailed`.
+Tokens are cached per (base URL, username) at module level, so any new client for a host (another job, a
+restarted pool) reuses the session instead of making CML verify the password again. A 401 renews the token
+once; a second refusal is `CMLAuthFailed`.
 """
 
 from __future__ import annotations
@@ -12,11 +12,12 @@ import json
 import logging
 import ssl
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
+from urllib.parse import quote
 
 import httpx
 
@@ -149,7 +150,7 @@ class CMLClient:
         return self._parse(response, lambda ids: [str(lab_id) for lab_id in ids])
 
     async def get_lab(self, lab_id: str) -> LabDetails:
-        return self._parse(await self._request("GET", f"/labs/{lab_id}"), LabDetails.from_api)
+        return self._parse(await self._request("GET", _lab_path(lab_id)), LabDetails.from_api)
 
     async def labs_with_details(self, *, concurrency: int = 8) -> list[LabDetails]:
         """Details of every lab, at most `concurrency` requests in flight, in `list_labs` order.
@@ -175,31 +176,30 @@ class CMLClient:
         return [lab for task in tasks if (lab := task.result()) is not None]
 
     async def lab_state(self, lab_id: str) -> LabState:
-        return self._parse(await self._request("GET", f"/labs/{lab_id}/state"), LabState)
+        return self._parse(await self._request("GET", f"{_lab_path(lab_id)}/state"), LabState)
 
     async def lab_topology(self, lab_id: str) -> LabTopology:
-        response = await self._request(
-            "GET", f"/labs/{lab_id}/topology", params={"exclude_configurations": "true"}
-        )
+        path = f"{_lab_path(lab_id)}/topology"
+        response = await self._request("GET", path, params={"exclude_configurations": "true"})
         return self._parse(response, LabTopology.from_api)
 
     async def start_lab(self, lab_id: str) -> None:
-        await self._request("PUT", f"/labs/{lab_id}/start")
+        await self._request("PUT", f"{_lab_path(lab_id)}/start")
 
     async def stop_lab(self, lab_id: str) -> None:
-        await self._request("PUT", f"/labs/{lab_id}/stop")
+        await self._request("PUT", f"{_lab_path(lab_id)}/stop")
 
     async def wipe_lab(self, lab_id: str) -> None:
         """Wipe node disks; CML refuses while the lab is running."""
-        await self._request("PUT", f"/labs/{lab_id}/wipe")
+        await self._request("PUT", f"{_lab_path(lab_id)}/wipe")
 
     async def delete_lab(self, lab_id: str) -> None:
         """Delete; CML refuses unless the lab is stopped and wiped."""
-        await self._request("DELETE", f"/labs/{lab_id}")
+        await self._request("DELETE", _lab_path(lab_id))
 
     async def download_lab(self, lab_id: str) -> str:
         """The lab as CML topology YAML."""
-        response = await self._request("GET", f"/labs/{lab_id}/download")
+        response = await self._request("GET", f"{_lab_path(lab_id)}/download")
         text = response.text
         # The published schema says "JSON string"; controllers send raw YAML. Accept both.
         if text.startswith('"') and "json" in response.headers.get("content-type", ""):
@@ -218,13 +218,15 @@ class CMLClient:
     # -- telemetry ----------------------------------------------------------------------------------------
 
     async def telemetry_events(self, since: datetime | None = None) -> list[TelemetryEvent]:
-        """Events oldest first; with `since` (aware), only those strictly after it.
+        """Events oldest first; with `since`, only those strictly after it (naive means UTC).
 
         CML has no server-side filter and returns its whole event history every time.
         """
         response = await self._request("GET", "/telemetry/events")
         events = self._parse(response, lambda raw: [TelemetryEvent.from_api(item) for item in raw])
         if since is not None:
+            if since.tzinfo is None:  # same convention as CML's own offset-less timestamps
+                since = since.replace(tzinfo=UTC)
             events = [event for event in events if event.timestamp > since]
         return sorted(events, key=lambda event: event.timestamp)
 
@@ -288,6 +290,11 @@ class CMLClient:
             raise CMLUnreachable(
                 f"cannot reach CML host {self.base_url}: {type(exc).__name__}: {exc}", host=self.base_url
             ) from exc
+        except httpx.HTTPError as exc:  # undecodable body, redirect loop: CML answered, but unusably
+            raise CMLApiError(
+                f"CML host {self.base_url} answered {method} {path} unusably: {type(exc).__name__}: {exc}",
+                host=self.base_url,
+            ) from exc
         log.debug("CML %s %s%s -> %s", method, self.base_url, path, response.status_code)
         return response
 
@@ -348,6 +355,11 @@ class CMLClient:
                 host=self.base_url,
                 status=response.status_code,
             ) from exc
+
+
+def _lab_path(lab_id: str) -> str:
+    # Quoted so an odd id can never step into another resource or smuggle a query string.
+    return f"/labs/{quote(lab_id, safe='')}"
 
 
 def _describe(response: httpx.Response, secret: str | None) -> str:

@@ -16,7 +16,8 @@ class CMLError(UpstreamError):
 
     code = "cml_error"
 
-    def __init__(self, message: str, *, host: str, status: int | None = None, **detail: Any) -> None:
+    def __init__(self, message: str, *, host: str | None = None, status: int | None = None, **detail: Any) -> None:
+        # `host` is the base URL; None only when there is no URL yet (e.g. a worker without an address).
         super().__init__(message, host=host, status=status, **detail)
         self.host = host
         self.status = status
