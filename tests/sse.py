@@ -19,6 +19,10 @@ class Event:
     id: int | None
 
     @property
+    def subject(self) -> str | None:
+        return self.data.get("subject") if isinstance(self.data, dict) else None
+
+    @property
     def type(self) -> str:
         return str(self.data.get("type", self.event)) if isinstance(self.data, dict) else self.event
 

@@ -44,6 +44,15 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--sandbox", action="store_true", help="also start a local AWS emulator and CML simulator")
     up.add_argument("--port", type=int, help="API port (default: APP_PORT, 8000)")
     sub.add_parser("migrate", help="apply database migrations", description="apply database migrations")
+    sandbox = sub.add_parser("sandbox", help="run one sandbox server on its own", description="sandbox servers")
+    servers = sandbox.add_subparsers(dest="server", metavar="SERVER", required=True)
+    cml = servers.add_parser("cml", help="the CML simulator", description="serve simulated CML hosts")
+    cml.add_argument("--port", type=int, default=9443, help="listen port on 127.0.0.1 (default 9443)")
+    cml.add_argument(
+        "--hosts", default="cml-1,cml-2", help="host keys to announce (any key works; default cml-1,cml-2)"
+    )
+    cml.add_argument("--username", default="admin", help="CML username every host accepts (default admin)")
+    cml.add_argument("--password", default="admin", help="CML password every host accepts (default admin)")
     return parser
 
 
@@ -90,10 +99,20 @@ def _run(command: str, args: argparse.Namespace, settings: Settings) -> int:
         return 0
     if command == "migrate":
         return asyncio.run(_migrate(settings))
+    if command == "up" and args.sandbox:
+        from .sandbox.run import run_sandbox
+
+        return run_sandbox(settings)
     if command == "up":
         from .apps.supervisor import up
 
-        return up(settings, sandbox=args.sandbox)
+        return up(settings)
+    if command == "sandbox":
+        from .cml.simulator import run_simulator
+
+        hosts = [key.strip() for key in args.hosts.split(",") if key.strip()]
+        run_simulator("127.0.0.1", args.port, hosts=hosts, username=args.username, password=args.password)
+        return 0
     raise AssertionError(command)
 
 

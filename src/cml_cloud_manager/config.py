@@ -54,7 +54,7 @@ class Settings(BaseSettings):
     relay_safety_poll_interval: float = Field(2.0, gt=0)
     sse_heartbeat_seconds: float = Field(15.0, gt=0)
     sse_client_queue_size: int = Field(1000, ge=10)
-    metric_samples_per_worker: int = Field(2016, ge=10)
+    history_days: float = Field(7, gt=0)
 
     # --- worker process --------------------------------------------------------------------------------------
     worker_heartbeat_seconds: float = Field(5.0, gt=0)

@@ -1,11 +1,18 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import boto3
+import httpx
 import pytest
 
+from cml_cloud_manager.sandbox.run import sandbox_env
+from cml_cloud_manager.sandbox.seed import REGION, put_metrics, seed_fleet
+from cml_cloud_manager.sandbox.services import start_cml_simulator, start_moto
 from cml_cloud_manager.storage.db import Database
 from cml_cloud_manager.storage.migrate import migrate
 
@@ -61,3 +68,59 @@ async def start(stack_env: dict[str, str], tmp_path: Path) -> AsyncIterator[Call
     for proc in procs:
         if proc.popen.poll() is None:
             proc.stop()
+
+
+@dataclass
+class Sandbox:
+    aws_url: str
+    cml_url: str
+    instance_ids: list[str]
+    env: dict[str, str]
+
+    def ec2(self) -> Any:
+        return boto3.session.Session().client(
+            "ec2", region_name=REGION, endpoint_url=self.aws_url, aws_access_key_id="x", aws_secret_access_key="x"
+        )
+
+    def state(self, instance_id: str) -> str:
+        answer = self.ec2().describe_instances(InstanceIds=[instance_id])
+        return str(answer["Reservations"][0]["Instances"][0]["State"]["Name"])
+
+    def sim(self, method: str, path: str, body: Any = None) -> Any:
+        response = httpx.request(method, f"{self.cml_url}/_sim{path}", json=body, timeout=10)
+        response.raise_for_status()
+        return response.json()
+
+
+@pytest.fixture(scope="session")
+def sandbox_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """The real AWS emulator and CML simulator, once per session (each test resets them)."""
+    log_dir = tmp_path_factory.mktemp("sandbox")
+    aws = start_moto(log_dir)
+    cml = start_cml_simulator(log_dir)
+    yield aws.url, cml.url
+    cml.stop()
+    aws.stop()
+
+
+@pytest.fixture
+def sandbox(sandbox_servers: tuple[str, str], stack_env: dict[str, str]) -> Sandbox:
+    """A freshly seeded demo fleet, and the stack's environment pointed at it with short job intervals."""
+    aws_url, cml_url = sandbox_servers
+    httpx.post(f"{aws_url}/moto-api/reset").raise_for_status()
+    httpx.post(f"{cml_url}/_sim/reset").raise_for_status()
+    ids = seed_fleet(aws_url)
+    put_metrics(aws_url, ids, 0)
+    env = sandbox_env(aws_url, cml_url) | {
+        "DATABASE_URL": stack_env["DATABASE_URL"],
+        "AUTO_IMPORT_INTERVAL": "2",
+        "WORKER_METRICS_INTERVAL": "2",
+        "LABS_REFRESH_INTERVAL": "5",
+        "IDLE_DETECTION_ENABLED": "false",  # tests that want it switch it on at run time
+        "IDLE_TIMEOUT_MINUTES": "0.05",
+        "IDLE_SNOOZE_MINUTES": "10",
+        "HOUSEKEEPING_ENABLED": "false",
+        "CML_TIMEOUT": "2",
+    }
+    stack_env.update(env)
+    return Sandbox(aws_url, cml_url, ids, stack_env)

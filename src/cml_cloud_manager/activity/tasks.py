@@ -68,8 +68,10 @@ def should_stop(row: WorkerRow, settings: Settings, now: datetime) -> bool:
     return since is not None and now - since >= timedelta(minutes=settings.idle_timeout_minutes)
 
 
-async def check_worker(ctx: Context, worker: WorkerRow, now: datetime) -> str:
-    events = await ctx.integrations.cml.client(worker).telemetry_events(since=worker.last_activity_at)
+async def check_worker(ctx: Context, worker: WorkerRow, now: datetime, deadline: float | None = None) -> str:
+    # Only the read is bounded by the run's budget: a stop, once asked of EC2, is always recorded.
+    async with asyncio.timeout_at(deadline):
+        events = await ctx.integrations.cml.client(worker).telemetry_events(since=worker.last_activity_at)
     latest = max((e.timestamp for e in relevant(events, ctx.settings.idle_excluded_users)), default=None)
     async with ctx.db.session() as session:
         row = await workers.get(session, worker.id)
@@ -112,13 +114,15 @@ async def idle_detection(ctx: Context) -> dict[str, Any]:
     slots = asyncio.Semaphore(ctx.settings.metrics_concurrency)
     outcome: dict[str, list[str]] = {"stopped": [], "active": [], "failed": []}
 
+    deadline = ctx.host_deadline()
+
     async def one(worker: WorkerRow) -> None:
         async with slots:
             try:
-                outcome[await check_worker(ctx, worker, now)].append(worker.id)
-            except (CMLError, AppError) as exc:
+                outcome[await check_worker(ctx, worker, now, deadline)].append(worker.id)
+            except (CMLError, AppError, TimeoutError) as exc:
                 outcome["failed"].append(worker.id)
-                log.warning("idle-detection: %s: %s", worker.name, exc)
+                log.warning("idle-detection: %s: %s", worker.name, exc or "out of time")
 
     await asyncio.gather(*(one(worker) for worker in candidates))
     return {"checked": len(candidates), **{k: len(v) for k, v in outcome.items()}, "stopped_ids": outcome["stopped"]}

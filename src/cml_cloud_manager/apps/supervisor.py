@@ -26,7 +26,7 @@ async def _migrate(settings: Settings) -> None:
         await db.dispose()
 
 
-def up(settings: Settings, *, sandbox: bool = False, extra_env: dict[str, str] | None = None) -> int:
+def up(settings: Settings, *, extra_env: dict[str, str] | None = None) -> int:
     """Start both roles; forward SIGINT/SIGTERM; if either dies, stop the other and exit non-zero."""
     env = {
         **os.environ,
@@ -39,7 +39,8 @@ def up(settings: Settings, *, sandbox: bool = False, extra_env: dict[str, str] |
     asyncio.run(_migrate(settings))
     children: dict[int, tuple[str, subprocess.Popen[bytes]]] = {}
     for role in ("api", "worker"):
-        proc = subprocess.Popen([sys.executable, "-m", "cml_cloud_manager", role], env=env)
+        # Own session: a terminal's Ctrl+C reaches only us, and we forward exactly one SIGTERM.
+        proc = subprocess.Popen([sys.executable, "-m", "cml_cloud_manager", role], env=env, start_new_session=True)
         children[proc.pid] = (role, proc)
         log.info("started %s (pid %d)", role, proc.pid)
     base = settings.public_url or f"http://{settings.app_host}:{settings.app_port}"

@@ -134,7 +134,7 @@ class Simulator:
 def _host_summary(host: SimHost) -> dict[str, Any]:
     return {
         "key": host.key,
-        "labs": len(host.labs),
+        "labs": [{"id": lab.id, "title": lab.title, "state": lab.state} for lab in host.labs.values()],
         "license": host.license.kind,
         "config": asdict(host.config),
         "auth_count": host.auth_count,

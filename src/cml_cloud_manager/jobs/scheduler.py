@@ -225,7 +225,8 @@ class Scheduler:
         outcome, error, summary = "success", "", None
         try:
             async with asyncio.timeout(timeout) as deadline:
-                summary = await self.jobs[name].func(self.ctx)
+                ctx = self.ctx.with_deadline(asyncio.get_running_loop().time() + timeout)
+                summary = await self.jobs[name].func(ctx)
         except TimeoutError:
             if not deadline.expired():
                 raise

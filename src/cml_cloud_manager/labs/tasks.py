@@ -43,14 +43,20 @@ async def labs_refresh(ctx: Context) -> dict[str, Any]:
     failures: dict[str, str] = {}
     totals = {"added": 0, "updated": 0, "removed": 0}
 
+    deadline = ctx.host_deadline()
+
     async def one(worker: WorkerRow) -> None:
         async with slots:
             try:
-                for key, value in (await refresh_worker_labs(ctx, worker)).items():
+                async with asyncio.timeout_at(deadline):
+                    result = await refresh_worker_labs(ctx, worker)
+                for key, value in result.items():
                     totals[key] += value
             except CMLError as exc:
                 failures[worker.id] = exc.message
                 log.warning("labs-refresh: %s: %s", worker.name, exc.message)
+            except TimeoutError:
+                failures[worker.id] = "CML did not answer within this run's time budget"
 
     await asyncio.gather(*(one(worker) for worker in available))
     return {"workers": len(available), **totals, "failed": failures}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -21,8 +22,19 @@ EVENTS_WRITTEN = "events_written"
 SOURCE = "event_source"
 
 
+def _json_default(value: object) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def dumps(value: object) -> str:
+    """JSON for JSON columns: datetimes become ISO 8601 strings."""
+    return json.dumps(value, default=_json_default, separators=(",", ":"))
+
+
 def _sqlite_engine(url: str, begin: str) -> AsyncEngine:
-    engine = create_async_engine(url, connect_args={"timeout": 30})
+    engine = create_async_engine(url, connect_args={"timeout": 30}, json_serializer=dumps)
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -63,6 +75,7 @@ class Database:
                 max_overflow=settings.database_pool_size,
                 pool_pre_ping=True,
                 pool_timeout=10,
+                json_serializer=dumps,
                 connect_args={"timeout": 5, "command_timeout": 60},
             )
             self.read_engine = self.write_engine

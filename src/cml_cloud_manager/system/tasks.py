@@ -10,10 +10,9 @@ from sqlalchemy import delete, func, select
 from ..jobs.context import Context
 from ..storage.models import CommandRow, EventRow, JobRunRow, MetricSampleRow, ProcessRow
 
-HISTORY = timedelta(days=7)
-
 
 async def housekeeping(ctx: Context) -> dict[str, Any]:
+    history = timedelta(days=ctx.settings.history_days)
     async with ctx.db.session() as session:
         now = await ctx.db.now(session)
         newest = (await session.execute(select(func.max(EventRow.seq)))).scalar() or 0
@@ -25,13 +24,13 @@ async def housekeeping(ctx: Context) -> dict[str, Any]:
             )
         )
         runs = await session.execute(
-            delete(JobRunRow).where(JobRunRow.finished_at.is_not(None), JobRunRow.finished_at < now - HISTORY)
+            delete(JobRunRow).where(JobRunRow.finished_at.is_not(None), JobRunRow.finished_at < now - history)
         )
         commands = await session.execute(
-            delete(CommandRow).where(CommandRow.finished_at.is_not(None), CommandRow.finished_at < now - HISTORY)
+            delete(CommandRow).where(CommandRow.finished_at.is_not(None), CommandRow.finished_at < now - history)
         )
-        samples = await session.execute(delete(MetricSampleRow).where(MetricSampleRow.ts < now - HISTORY))
-        processes = await session.execute(delete(ProcessRow).where(ProcessRow.last_heartbeat < now - HISTORY))
+        samples = await session.execute(delete(MetricSampleRow).where(MetricSampleRow.ts < now - history))
+        processes = await session.execute(delete(ProcessRow).where(ProcessRow.last_heartbeat < now - history))
     return {
         "events_pruned": events.rowcount,  # type: ignore[attr-defined]
         "job_runs_pruned": runs.rowcount,  # type: ignore[attr-defined]

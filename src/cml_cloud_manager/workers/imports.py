@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from ..aws import ec2
 from ..aws.types import Image, Instance
+from ..jobs.commands import enqueue
 from ..jobs.context import Context
 from ..storage.models import WorkerRow
 from . import service
@@ -50,10 +51,14 @@ async def import_matching(ctx: Context, regions: list[str], pattern: str, *, rea
             continue
         instances, ami_names = result
         async with ctx.db.session() as session:
+            fresh = []
             for instance in instances:
                 if await service.by_instance(session, instance.id) is None:
                     row = await import_one(session, instance, reason=reason, ami_name=ami_names[instance.image_id])
-                    imported.append(row.id)
+                    fresh.append(row.id)
+            if fresh:  # metrics and CML state now, not at the next worker-metrics tick
+                await enqueue(session, "worker.refresh", {"worker_ids": fresh})
+        imported += fresh
         vanished += await _mark_vanished(ctx, region)
     if imported or vanished:
         log.info("auto-import: %d imported, %d marked terminated", len(imported), len(vanished))

@@ -28,25 +28,32 @@ log = logging.getLogger(__name__)
 WRITE_BATCH = 100
 
 
-async def read_cml(integrations: Integrations, worker: WorkerRow) -> CmlObservation:
+async def read_cml(integrations: Integrations, worker: WorkerRow, deadline: float | None) -> CmlObservation:
     try:
         client = integrations.cml.client(worker)
-        info, health, stats, licensing, labs = await asyncio.gather(
-            client.system_information(),
-            client.system_health(),
-            client.system_stats(),
-            client.licensing(),
-            client.list_labs(),
-        )
+        async with asyncio.timeout_at(deadline):
+            info, health, stats, licensing, labs = await asyncio.gather(
+                client.system_information(),
+                client.system_health(),
+                client.system_stats(),
+                client.licensing(),
+                client.list_labs(),
+            )
         return CmlObservation(info, health, stats, licensing, len(labs))
     except CMLAuthFailed as exc:
         return CmlObservation(error=exc.message, auth_failed=True)
     except CMLError as exc:
         return CmlObservation(error=exc.message)
+    except TimeoutError:
+        return CmlObservation(error="CML did not answer within this run's time budget")
 
 
 async def observe_region(
-    integrations: Integrations, region: str, workers: list[WorkerRow], cml_slots: asyncio.Semaphore
+    integrations: Integrations,
+    region: str,
+    workers: list[WorkerRow],
+    cml_slots: asyncio.Semaphore,
+    deadline: float | None = None,
 ) -> dict[str, Observation]:
     """Everything known about these workers now; a worker whose instance is gone is marked vanished."""
     ids = [w.aws_instance_id for w in workers if w.aws_instance_id]
@@ -75,7 +82,7 @@ async def observe_region(
         # The address may have changed with this very observation (a restarted instance gets a new IP).
         worker.public_ip, worker.private_ip = obs.instance.public_ip, obs.instance.private_ip
         async with cml_slots:
-            obs.cml = await read_cml(integrations, worker)
+            obs.cml = await read_cml(integrations, worker, deadline)
 
     await asyncio.gather(*(with_cml(worker) for worker in workers))
     return observations
@@ -99,7 +106,7 @@ async def refresh_workers(ctx: Context, worker_ids: list[str] | None = None) -> 
     cml_slots = asyncio.Semaphore(ctx.settings.metrics_concurrency)
     groups = by_region(workers)
     results = await asyncio.gather(
-        *(observe_region(ctx.integrations, region, ws, cml_slots) for region, ws in groups.items()),
+        *(observe_region(ctx.integrations, r, ws, cml_slots, ctx.host_deadline()) for r, ws in groups.items()),
         return_exceptions=True,
     )
     observations: dict[str, Observation] = {}

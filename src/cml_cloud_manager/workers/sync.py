@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ..aws.types import Instance, InstanceMetrics, InstanceStatus
 from ..cml.types import Licensing, SystemHealth, SystemInfo, SystemStats
 from ..errors import IllegalTransition
+from ..jobs.commands import enqueue
 from ..storage.models import MetricSampleRow, WorkerRow
 from . import service
 from .domain import ServiceStatus, WorkerStatus
@@ -81,6 +82,10 @@ def _moved(old: float | None, new: float | None, threshold: float) -> bool:
     return abs(old - new) >= threshold
 
 
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
+
+
 def _percent(used: int, total: int) -> float | None:
     return round(100.0 * used / total, 1) if total else None
 
@@ -120,6 +125,9 @@ async def apply(
     )
     if service_changed:
         await service.touch(session, row, "worker.service.updated", service_changed)
+        if service_changed.get("service_status") == ServiceStatus.AVAILABLE:
+            # Labs appear as soon as CML answers, not at the next labs-refresh tick.
+            await enqueue(session, "labs.refresh", {"worker_id": row.id}, worker_id=row.id)
     if metrics_changed:
         await service.touch(session, row, "worker.metrics.updated", metrics_changed)
     if changed:
@@ -130,8 +138,8 @@ async def apply(
 def _apply_metrics(row: WorkerRow, obs: Observation, threshold: float) -> dict[str, Any]:
     values: dict[str, float | int | None] = {}
     if obs.metrics is not None:
-        values["cpu_percent"] = obs.metrics.cpu_percent
-        values["memory_percent"] = obs.metrics.memory_percent
+        values["cpu_percent"] = _round(obs.metrics.cpu_percent)
+        values["memory_percent"] = _round(obs.metrics.memory_percent)
     cml = obs.cml
     if cml is not None and cml.stats is not None:
         # CML's own numbers are fresher than CloudWatch's 5-minute averages when both exist.
@@ -157,7 +165,9 @@ def _apply_cml(row: WorkerRow, cml: CmlObservation | None, status: WorkerStatus)
     elif cml.error:
         target = (ServiceStatus.ERROR if cml.auth_failed else ServiceStatus.UNAVAILABLE, cml.error)
         booted = max((t for t in (row.launched_at, row.last_resumed_at) if t is not None), default=None)
-        if not cml.auth_failed and booted and (datetime.now(UTC) - booted).total_seconds() < BOOT_GRACE_SECONDS:
+        recent = booted is not None and (datetime.now(UTC) - booted).total_seconds() < BOOT_GRACE_SECONDS
+        # Only a host that has not come up yet is "starting"; one that was available and stops answering is not.
+        if not cml.auth_failed and recent and row.service_status != ServiceStatus.AVAILABLE:
             target = (ServiceStatus.STARTING, cml.error)
     elif cml.info is not None and not cml.info.ready:
         target = (ServiceStatus.STARTING, "CML reports it is not ready yet")

@@ -12,6 +12,7 @@ from ..aws.errors import InstanceNotFound, ProvisioningFailed
 from ..aws.provision import run_instance
 from ..aws.types import Instance, StateChange
 from ..errors import Conflict
+from ..jobs.commands import enqueue
 from ..jobs.context import Context
 from ..storage.models import WorkerRow
 from . import service
@@ -120,6 +121,7 @@ async def import_instance(ctx: Context, payload: dict[str, Any]) -> dict[str, An
     instance = await ec2.get_instance(ctx.integrations.aws, region, instance_id)
     async with ctx.db.session() as session:
         worker = await import_one(session, instance, reason="imported by an operator")
+        await enqueue(session, "worker.refresh", {"worker_ids": [worker.id]}, worker_id=worker.id)
     return {"worker_id": worker.id, "status": worker.status}
 
 
@@ -167,4 +169,4 @@ async def enable_monitoring(ctx: Context, payload: dict[str, Any]) -> dict[str, 
 
 
 async def refresh(ctx: Context, payload: dict[str, Any]) -> dict[str, Any]:
-    return await refresh_workers(ctx, [payload["worker_id"]])
+    return await refresh_workers(ctx, payload.get("worker_ids") or [payload["worker_id"]])
