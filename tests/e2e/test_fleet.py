@@ -8,6 +8,7 @@ import httpx
 import pytest
 from sqlalchemy import update
 
+from cml_cloud_manager.cml.client import CMLClient
 from cml_cloud_manager.storage.db import Database
 from cml_cloud_manager.storage.models import WorkerRow
 
@@ -85,8 +86,10 @@ async def test_stop_and_start_change_the_instance_in_ec2(fleet: Any, sandbox: Sa
 async def test_lab_operations_reach_the_cml_host(fleet: Any, sandbox: Sandbox) -> None:
     api, stream, workers = fleet
     worker = next(w for w in workers.values() if w["status"] == "running")
-    labs = (await api.get(f"/api/workers/{worker['id']}/labs")).json()
-    lab = next(lab for lab in labs if lab["state"] in ("DEFINED_ON_CORE", "STOPPED"))
+    lab = (await api.get(f"/api/workers/{worker['id']}/labs")).json()[0]
+    if lab["state"] == "STARTED":
+        done = await run_command(api, stream, "POST", f"/api/workers/{worker['id']}/labs/{lab['id']}/stop")
+        assert done.type == "command.completed", done.data
     done = await run_command(api, stream, "POST", f"/api/workers/{worker['id']}/labs/{lab['id']}/start")
     assert done.type == "command.completed", done.data
     host = sandbox.sim("GET", f"/hosts/{worker['aws_instance_id']}")
@@ -137,15 +140,15 @@ async def test_rejected_credentials_and_slow_hosts_are_marked_others_still_updat
     sandbox.sim("PATCH", f"/hosts/{locked['aws_instance_id']}/config", {"reject_credentials": True})
     sandbox.sim("PATCH", f"/hosts/{slow['aws_instance_id']}/config", {"slow_seconds": 5})
 
-    def service_of(worker_id: str, status: str) -> Any:
-        return lambda e: (
-            e.type == "worker.service.updated"
-            and e.subject == worker_id
-            and e.data["data"]["changes"].get("service_status") == status
-        )
+    expected = {locked["id"]: "error", slow["id"]: "unavailable"}
+    seen: dict[str, str] = {}
 
-    await stream.until(service_of(locked["id"], "error"), timeout=30)
-    await stream.until(service_of(slow["id"], "unavailable"), timeout=30)
+    def both_marked(e: Event) -> bool:
+        if e.type == "worker.service.updated" and e.subject in expected:
+            seen[e.subject] = e.data["data"]["changes"].get("service_status", seen.get(e.subject))
+        return seen == expected
+
+    await stream.until(both_marked, timeout=30)
     state = (await api.get(f"/api/workers/{locked['id']}")).json()
     assert state["service_status"] == "error" and "credential" in state["service_reason"].lower()
     state = (await api.get(f"/api/workers/{slow['id']}")).json()
@@ -243,3 +246,19 @@ async def test_resumed_worker_is_snoozed(fleet: Any, sandbox: Sandbox) -> None:
     seen += await stream.until(lambda e: e.type == "job.run.completed" and e.data["data"]["job"] == "idle-detection")
     assert all(e.subject != stopped["id"] for e in seen if e.type == "worker.idle.paused")
     assert sandbox.state(stopped["aws_instance_id"]) in ("pending", "running")
+
+
+async def test_labs_refresh_job_picks_up_changes_made_directly_in_cml(fleet: Any, sandbox: Sandbox) -> None:
+    api, stream, workers = fleet
+    worker = next(w for w in workers.values() if w["status"] == "running")
+    async with CMLClient(f"{sandbox.cml_url}/hosts/{worker['aws_instance_id']}", "admin", "admin") as cml:
+        topology = await cml.download_lab((await cml.list_labs())[0])
+        created = await cml.import_lab(topology, title="made outside the manager")
+    event = (
+        await stream.until(
+            lambda e: e.type == "lab.created" and e.data["data"]["cml_lab_id"] == created.id, timeout=30
+        )
+    )[-1]
+    assert event.subject == worker["id"] and event.data["data"]["title"] == "made outside the manager"
+    runs = (await api.get("/api/system/jobs/labs-refresh/runs", params={"limit": 1})).json()
+    assert runs[0]["outcome"] == "success"

@@ -63,6 +63,9 @@ async def observe_region(
         ec2.describe_instance_status(aws, region, ids, missing_ok=True),
         cloudwatch.get_latest_metrics(aws, region, ids),
     )
+    # AMI names change never, so only workers that lack one cost a DescribeImages call.
+    unnamed = {i.image_id for i in instances} & {w.ami_id for w in workers if not w.ami_name and w.ami_id}
+    ami_names = await _ami_names(integrations, region, sorted(unnamed)) if unnamed else {}
     by_id = {i.id: i for i in instances}
     status_by_id = {s.instance_id: s for s in statuses}
     observations: dict[str, Observation] = {}
@@ -73,6 +76,7 @@ async def observe_region(
             status=status_by_id.get(iid),
             metrics=metrics.get(iid),
             vanished=iid not in by_id,
+            ami_name=ami_names.get(worker.ami_id, ""),
         )
 
     async def with_cml(worker: WorkerRow) -> None:
@@ -86,6 +90,15 @@ async def observe_region(
 
     await asyncio.gather(*(with_cml(worker) for worker in workers))
     return observations
+
+
+async def _ami_names(integrations: Integrations, region: str, image_ids: list[str]) -> dict[str, str]:
+    try:
+        images = await ec2.describe_images(integrations.aws, region, image_ids=image_ids)
+    except AppError as exc:  # a deregistered AMI only costs us its name
+        log.info("worker-metrics: AMI names in %s unavailable: %s", region, exc)
+        return {}
+    return {image.id: image.name or "" for image in images}
 
 
 def by_region(workers: Iterable[WorkerRow]) -> dict[str, list[WorkerRow]]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -42,7 +42,7 @@ class Observation:
     metrics: InstanceMetrics | None = None
     cml: CmlObservation | None = None
     vanished: bool = False
-    changes: dict[str, Any] = field(default_factory=dict)
+    ami_name: str = ""
 
 
 def instance_fields(instance: Instance) -> dict[str, Any]:
@@ -102,6 +102,8 @@ async def apply(
                 changed[name] = value
         if not row.name or row.name == row.aws_instance_id:
             row.name = obs.instance.name or row.name
+    if obs.ami_name and obs.ami_name != row.ami_name:
+        row.ami_name = changed["ami_name"] = obs.ami_name
     if obs.status is not None:
         checks = "ok" if obs.status.ok else ("impaired" if obs.status.impaired else obs.status.system_status.value)
         if checks != row.status_checks:
