@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install run run-api run-worker run-all run-split test test-sqlite test-postgres test-e2e lint fmt typecheck bench-jobs clean
+.PHONY: help install run run-api run-worker run-all run-split test test-sqlite test-postgres test-e2e lint fmt typecheck bench-jobs bench-sse clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -59,6 +59,12 @@ fmt: $(STAMP) ## format and fix imports
 
 typecheck: $(STAMP) ## mypy --strict
 	$(BIN)/mypy
+
+bench-jobs: $(STAMP) ## time worker-metrics over 1,000 simulated workers (target <= 10 s)
+	$(BIN)/python -m bench.jobs_metrics --workers 1000
+
+bench-sse: $(STAMP) ## SSE latency, relay throughput and memory per client (PostgreSQL + Redis)
+	$(BIN)/python -m bench.sse_fanout
 
 clean: ## remove the virtual environment and local data
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

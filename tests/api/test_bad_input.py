@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import httpx
 from sqlalchemy import func, select
 
@@ -91,3 +93,41 @@ async def test_bad_last_event_id_is_400(api: httpx.AsyncClient) -> None:
         response = await api.get("/api/events/stream", headers={"Last-Event-ID": bad})
         assert response.status_code == 400
         assert "Last-Event-ID" in response.json()["detail"]
+
+
+async def test_refresh_is_deduplicated_then_throttled(api: httpx.AsyncClient, db: Database) -> None:
+    worker_id = await add_worker(db, "running")
+    first = await api.post(f"/api/workers/{worker_id}/refresh")
+    second = await api.post(f"/api/workers/{worker_id}/refresh")
+    assert first.status_code == second.status_code == 202
+    assert first.json()["command_id"] == second.json()["command_id"]
+    assert await count(db, CommandRow) == 1
+    async with db.session() as session:
+        row = await workers.get(session, worker_id)
+        row.metrics_at = datetime.now(UTC)
+        command = await session.get(CommandRow, first.json()["command_id"])
+        assert command is not None
+        command.status = "succeeded"
+    throttled = await api.post(f"/api/workers/{worker_id}/refresh")
+    assert throttled.status_code == 429 and "try again in" in throttled.json()["detail"]
+
+
+async def test_create_validates_before_storing(api: httpx.AsyncClient, db: Database) -> None:
+    response = await api.post("/api/workers", json={"name": "x"})
+    assert response.status_code == 400 and "CML_AMI_ID" in response.json()["detail"]
+    response = await api.post("/api/workers", json={"name": "x", "ami_id": "ami-0123456789abcdef0", "region": "mars-1"})
+    assert response.status_code == 400 and "mars-1" in response.json()["detail"]
+    response = await api.post("/api/workers", json={"name": "x", "ami_id": "not-an-ami"})
+    assert response.status_code == 422 and response.json()["errors"][0]["field"] == "ami_id"
+    from cml_cloud_manager.storage.models import WorkerRow
+
+    assert await count(db, WorkerRow) == 0
+
+
+async def test_lab_upload_must_be_a_topology(api: httpx.AsyncClient, db: Database) -> None:
+    worker_id = await add_worker(db, "running")
+    response = await api.post(f"/api/workers/{worker_id}/labs/import", content=b"key: [unclosed")
+    assert response.status_code == 400 and "not a YAML topology" in response.json()["detail"]
+    response = await api.post(f"/api/workers/{worker_id}/labs/import", content=b"just: a mapping")
+    assert response.status_code == 400 and "nodes" in response.json()["detail"]
+    assert await count(db, CommandRow) == 0

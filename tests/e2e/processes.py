@@ -51,7 +51,7 @@ class Proc:
         return code, time.monotonic() - began
 
 
-def spawn(role: str, env: dict[str, str], log_dir: Path, *args: str) -> Proc:
+def spawn(role: str, env: dict[str, str], log_dir: Path, *args: str, cwd: Path | None = None) -> Proc:
     port = free_port() if role in ("api", "all") else None
     health_port = free_port() if role == "worker" else None
     full_env = {**os.environ, **env}
@@ -62,7 +62,7 @@ def spawn(role: str, env: dict[str, str], log_dir: Path, *args: str) -> Proc:
         argv += ["--health-port", str(health_port)]
     log = log_dir / f"{role}-{port or health_port}.log"
     with log.open("wb") as out:
-        popen = subprocess.Popen(argv, env=full_env, stdout=out, stderr=subprocess.STDOUT)
+        popen = subprocess.Popen(argv, env=full_env, stdout=out, stderr=subprocess.STDOUT, cwd=cwd)
     return Proc(role, popen, log, port, health_port, env)
 
 

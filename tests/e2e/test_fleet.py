@@ -255,9 +255,7 @@ async def test_labs_refresh_job_picks_up_changes_made_directly_in_cml(fleet: Any
         topology = await cml.download_lab((await cml.list_labs())[0])
         created = await cml.import_lab(topology, title="made outside the manager")
     event = (
-        await stream.until(
-            lambda e: e.type == "lab.created" and e.data["data"]["cml_lab_id"] == created.id, timeout=30
-        )
+        await stream.until(lambda e: e.type == "lab.created" and e.data["data"]["cml_lab_id"] == created.id, timeout=30)
     )[-1]
     assert event.subject == worker["id"] and event.data["data"]["title"] == "made outside the manager"
     runs = (await api.get("/api/system/jobs/labs-refresh/runs", params={"limit": 1})).json()

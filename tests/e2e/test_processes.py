@@ -178,3 +178,22 @@ async def test_up_runs_both_and_fails_when_one_dies(start: Any, stack_env: dict[
     code = up.popen.wait(20)
     assert code != 0
     assert "worker exited unexpectedly" in up.output()
+
+
+async def test_up_sandbox_brings_up_a_fleet_by_itself(tmp_path: Any) -> None:
+    """The README's first command: emulator + simulator + api + worker, the demo fleet appears on its own."""
+    from .processes import free_port, spawn, wait_ready
+
+    port = free_port()
+    up = spawn("up", {"APP_PORT": str(port)}, tmp_path, "--sandbox", cwd=tmp_path)
+    up.port = port
+    try:
+        await wait_ready(up, timeout=60)
+        async with httpx.AsyncClient(base_url=up.url) as client, open_stream(up.url) as stream:
+            await stream.next()
+            while len((await client.get("/api/workers")).json()["items"]) < 5:
+                await stream.until(lambda e: e.type == "worker.created", timeout=30)
+    finally:
+        code, _ = up.stop(signal.SIGINT)
+    assert code == 0, up.output()[-2000:]
+    assert "api stopped" in up.output() and "worker stopped" in up.output()

@@ -31,14 +31,14 @@ WRITE_BATCH = 100
 async def read_cml(integrations: Integrations, worker: WorkerRow, deadline: float | None) -> CmlObservation:
     try:
         client = integrations.cml.client(worker)
+        # One after another on one kept-alive connection: with hundreds of hosts in flight, parallel calls per
+        # host would only open more connections, and connection setup is most of the client's cost.
         async with asyncio.timeout_at(deadline):
-            info, health, stats, licensing, labs = await asyncio.gather(
-                client.system_information(),
-                client.system_health(),
-                client.system_stats(),
-                client.licensing(),
-                client.list_labs(),
-            )
+            info = await client.system_information()
+            health = await client.system_health()
+            stats = await client.system_stats()
+            licensing = await client.licensing()
+            labs = await client.list_labs()
         return CmlObservation(info, health, stats, licensing, len(labs))
     except CMLAuthFailed as exc:
         return CmlObservation(error=exc.message, auth_failed=True)
