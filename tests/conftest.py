@@ -83,6 +83,7 @@ def make_settings(database_url: str, **overrides: object) -> Settings:
         "command_poll_interval": 0.1,
         "relay_poll_interval": 0.05,
         "shutdown_grace_seconds": 3,
+        "auth_mode": "none",
     }
     base.update(overrides)
     return load_settings(**base)

@@ -44,6 +44,11 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--sandbox", action="store_true", help="also start a local AWS emulator and CML simulator")
     up.add_argument("--port", type=int, help="API port (default: APP_PORT, 8000)")
     sub.add_parser("migrate", help="apply database migrations", description="apply database migrations")
+    token = sub.add_parser("token", help="manage API tokens (AUTH_MODE=token)", description="manage API tokens")
+    token_sub = token.add_subparsers(dest="token_command", metavar="ACTION", required=True)
+    create = token_sub.add_parser("create", help="create a token and print it once", description="create a token")
+    create.add_argument("--name", required=True, help="who the token is for, e.g. alice or ci")
+    create.add_argument("--role", required=True, choices=["viewer", "operator", "admin"], help="its role")
     sandbox = sub.add_parser("sandbox", help="run one sandbox server on its own", description="sandbox servers")
     servers = sandbox.add_subparsers(dest="server", metavar="SERVER", required=True)
     cml = servers.add_parser("cml", help="the CML simulator", description="serve simulated CML hosts")
@@ -107,6 +112,8 @@ def _run(command: str, args: argparse.Namespace, settings: Settings) -> int:
         from .apps.supervisor import up
 
         return up(settings)
+    if command == "token":
+        return asyncio.run(_create_token(settings, args.name, args.role))
     if command == "sandbox":
         from .cml.simulator import run_simulator
 
@@ -125,6 +132,28 @@ async def _migrate(settings: Settings) -> int:
         print(await migrate(db))
     finally:
         await db.dispose()
+    return 0
+
+
+async def _create_token(settings: Settings, name: str, role: str) -> int:
+    from sqlalchemy.exc import IntegrityError
+
+    from .auth import tokens
+    from .auth.roles import Role as AccessRole
+    from .storage.db import Database
+    from .storage.migrate import migrate
+
+    db = Database(settings)
+    try:
+        await migrate(db, only_if_empty=True)
+        value = await tokens.create(db, name=name, role=AccessRole(role))
+    except IntegrityError:
+        print(f"cml-cloud-manager: a token named {name!r} already exists", file=sys.stderr)
+        return 1
+    finally:
+        await db.dispose()
+    print(value)
+    print(f"({role} token for {name}; shown only now, stored as a hash)", file=sys.stderr)
     return 0
 
 

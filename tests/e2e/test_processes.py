@@ -189,7 +189,15 @@ async def test_up_sandbox_brings_up_a_fleet_by_itself(tmp_path: Any) -> None:
     up.port = port
     try:
         await wait_ready(up, timeout=60)
-        async with httpx.AsyncClient(base_url=up.url) as client, open_stream(up.url) as stream:
+        # Token mode, as a newcomer gets it: the generated admin token is in var/admin-token.
+        token = (tmp_path / "var" / "admin-token").read_text().strip()
+        auth = {"Authorization": f"Bearer {token}"}
+        anonymous = await httpx.AsyncClient(base_url=up.url).get("/api/workers")
+        assert anonymous.status_code == 401
+        async with (
+            httpx.AsyncClient(base_url=up.url, headers=auth) as client,
+            open_stream(up.url, headers=auth) as stream,
+        ):
             await stream.next()
             while len((await client.get("/api/workers")).json()["items"]) < 5:
                 await stream.until(lambda e: e.type == "worker.created", timeout=30)

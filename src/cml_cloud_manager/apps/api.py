@@ -12,6 +12,8 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from .. import __version__
+from ..auth import endpoints as auth
+from ..auth.guard import PUBLIC, Authenticator
 from ..config import Role, Settings
 from ..events import sse
 from ..events.relay import Hub
@@ -25,6 +27,7 @@ from ..workers.service import snapshot
 from . import problems
 from .http_metrics import HttpMetrics
 from .runtime import open_runtime
+from .security import SecurityMiddleware
 from .worker import WorkerRuntime
 
 log = logging.getLogger(__name__)
@@ -55,9 +58,12 @@ def create_app(role: Role, settings: Settings) -> FastAPI:
         async with open_runtime(settings, role) as runtime:
             hub = Hub(runtime.db, runtime.notifier, settings)
             runtime.on_events.append(hub.wake)
+            authenticator = Authenticator(settings, runtime.db)
             app.state.runtime = runtime
             app.state.db = runtime.db
             app.state.hub = hub
+            app.state.authenticator = authenticator
+            await authenticator.start()
             await hub.start()
             worker = None
             if role.runs_jobs:
@@ -71,6 +77,7 @@ def create_app(role: Role, settings: Settings) -> FastAPI:
                 await hub.shutdown()
                 if worker is not None:
                     await worker.stop()
+                await authenticator.aclose()
 
     app = FastAPI(
         title="CML Cloud Manager",
@@ -84,13 +91,14 @@ def create_app(role: Role, settings: Settings) -> FastAPI:
     app.state.role = role
     app.state.snapshot = snapshot
     problems.install(app)
-    for module in (health, sse, workers, labs, licensing, commands, system):
+    for module in (auth, health, sse, workers, labs, licensing, commands, system):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=UI / "static"), name="static")
 
-    @app.get("/", include_in_schema=False)
+    @app.get("/", include_in_schema=False, dependencies=PUBLIC)
     async def index() -> FileResponse:
         return FileResponse(UI / "index.html")
 
+    app.add_middleware(SecurityMiddleware, max_body=settings.max_request_bytes)
     app.add_middleware(HttpMetrics)
     return app

@@ -45,6 +45,12 @@ def up(settings: Settings, *, extra_env: dict[str, str] | None = None) -> int:
         log.info("started %s (pid %d)", role, proc.pid)
     base = settings.public_url or f"http://{settings.app_host}:{settings.app_port}"
     log.info("CML Cloud Manager is starting at %s/ (Ctrl+C stops both processes)", base)
+    if settings.auth_mode == "token":
+        log.info(
+            "Sign in with an API token: on first start the API writes an admin token to %s "
+            "(or create one: cml-cloud-manager token create --name you --role admin)",
+            settings.auth_admin_token_file,
+        )
 
     stopping = threading.Event()
 

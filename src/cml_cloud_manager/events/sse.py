@@ -11,13 +11,15 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..apps.deps import DatabaseDep, HubDep, SettingsDep
+from ..auth.guard import needs
+from ..auth.roles import Role
 from ..errors import BadRequest
 from ..storage.db import Database
 from ..storage.models import EventRow
 from .cloudevents import sse_frame
 from .relay import BATCH, Client, Hub, parse_filter, to_relayed
 
-router = APIRouter(tags=["events"])
+router = APIRouter(tags=["events"], dependencies=needs(Role.VIEWER))
 
 Snapshot = Callable[[AsyncSession, frozenset[str] | None], Awaitable[dict[str, Any]]]
 

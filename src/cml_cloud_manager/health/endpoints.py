@@ -9,10 +9,11 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ..apps.deps import DatabaseDep, HubDep, SettingsDep
+from ..auth.guard import PUBLIC
 from ..config import Role
 from .service import worker_liveness
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], dependencies=PUBLIC)
 
 
 @router.get("/api/health", summary="Is the API usable, and is a worker alive to run jobs and commands?")

@@ -10,6 +10,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..apps.deps import DatabaseDep
+from ..auth.guard import needs
+from ..auth.roles import Role
 from ..config import Settings
 from ..errors import NotFound
 from ..health.service import worker_liveness
@@ -17,7 +19,7 @@ from ..storage.db import Database
 from ..storage.models import CommandRow
 from .commands import describe, enqueue
 
-router = APIRouter(prefix="/api/commands", tags=["commands"])
+router = APIRouter(prefix="/api/commands", tags=["commands"], dependencies=needs(Role.VIEWER))
 
 
 class CommandNotFound(NotFound):

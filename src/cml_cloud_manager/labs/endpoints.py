@@ -9,6 +9,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from ..apps.deps import DatabaseDep, IntegrationsDep, SettingsDep
+from ..auth.guard import needs
+from ..auth.roles import Role
 from ..errors import AppError, BadRequest
 from ..jobs.endpoints import queue
 from ..workers import service as workers
@@ -16,7 +18,7 @@ from ..workers.domain import check_action
 from . import service
 from .domain import check_lab_action
 
-router = APIRouter(prefix="/api/workers/{worker_id}/labs", tags=["labs"])
+router = APIRouter(prefix="/api/workers/{worker_id}/labs", tags=["labs"], dependencies=needs(Role.VIEWER))
 MAX_TOPOLOGY_BYTES = 5 * 1024 * 1024
 
 
@@ -32,7 +34,9 @@ async def list_labs(worker_id: str, db: DatabaseDep) -> list[dict[str, Any]]:
         return [service.public(row) for row in await service.list_for(session, worker_id)]
 
 
-@router.post("/refresh", summary="Refresh the worker's labs from CML now", status_code=202)
+@router.post(
+    "/refresh", summary="Refresh the worker's labs from CML now", status_code=202, dependencies=needs(Role.OPERATOR)
+)
 async def refresh(worker_id: str, db: DatabaseDep, settings: SettingsDep) -> JSONResponse:
     async with db.session() as session:
         worker = await workers.get(session, worker_id)
@@ -50,22 +54,22 @@ async def _lab_action(db: DatabaseDep, settings: SettingsDep, worker_id: str, la
         return await queue(db, settings, "lab.action", payload, session=session, worker_id=worker_id)
 
 
-@router.post("/{lab_id}/start", summary="Start a lab", status_code=202)
+@router.post("/{lab_id}/start", summary="Start a lab", status_code=202, dependencies=needs(Role.OPERATOR))
 async def start_lab(worker_id: str, lab_id: str, db: DatabaseDep, settings: SettingsDep) -> JSONResponse:
     return await _lab_action(db, settings, worker_id, lab_id, "start")
 
 
-@router.post("/{lab_id}/stop", summary="Stop a lab", status_code=202)
+@router.post("/{lab_id}/stop", summary="Stop a lab", status_code=202, dependencies=needs(Role.OPERATOR))
 async def stop_lab(worker_id: str, lab_id: str, db: DatabaseDep, settings: SettingsDep) -> JSONResponse:
     return await _lab_action(db, settings, worker_id, lab_id, "stop")
 
 
-@router.post("/{lab_id}/wipe", summary="Wipe a stopped lab", status_code=202)
+@router.post("/{lab_id}/wipe", summary="Wipe a stopped lab", status_code=202, dependencies=needs(Role.OPERATOR))
 async def wipe_lab(worker_id: str, lab_id: str, db: DatabaseDep, settings: SettingsDep) -> JSONResponse:
     return await _lab_action(db, settings, worker_id, lab_id, "wipe")
 
 
-@router.delete("/{lab_id}", summary="Delete a stopped or wiped lab", status_code=202)
+@router.delete("/{lab_id}", summary="Delete a stopped or wiped lab", status_code=202, dependencies=needs(Role.OPERATOR))
 async def delete_lab(worker_id: str, lab_id: str, db: DatabaseDep, settings: SettingsDep) -> JSONResponse:
     return await _lab_action(db, settings, worker_id, lab_id, "delete")
 
@@ -75,6 +79,7 @@ async def delete_lab(worker_id: str, lab_id: str, db: DatabaseDep, settings: Set
     summary="The lab's topology as YAML",
     response_class=Response,
     responses={200: {"content": {"application/x-yaml": {}}}},
+    dependencies=needs(Role.OPERATOR),
 )
 async def download_lab(worker_id: str, lab_id: str, db: DatabaseDep, integrations: IntegrationsDep) -> Response:
     async with db.session(write=False) as session:
@@ -97,6 +102,7 @@ async def download_lab(worker_id: str, lab_id: str, db: DatabaseDep, integration
     openapi_extra={
         "requestBody": {"content": {"application/x-yaml": {"schema": {"type": "string"}}}, "required": True}
     },
+    dependencies=needs(Role.OPERATOR),
 )
 async def import_lab(
     worker_id: str, request: Request, db: DatabaseDep, settings: SettingsDep, title: str | None = None

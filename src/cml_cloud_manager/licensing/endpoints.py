@@ -7,11 +7,13 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from ..apps.deps import DatabaseDep, SettingsDep
+from ..auth.guard import needs
+from ..auth.roles import Role
 from ..jobs.endpoints import queue
 from ..workers import service as workers
 from ..workers.domain import check_action
 
-router = APIRouter(prefix="/api/workers/{worker_id}/license", tags=["license"])
+router = APIRouter(prefix="/api/workers/{worker_id}/license", tags=["license"], dependencies=needs(Role.ADMIN))
 
 
 class Registration(BaseModel):

@@ -206,3 +206,43 @@ class ProcessRow(Base):
     started_at: Mapped[datetime]
     last_heartbeat: Mapped[datetime]
     jobs: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class ApiTokenRow(Base):
+    """Static bearer tokens (token mode), stored as SHA-256 only."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime]
+
+
+class SessionRow(Base):
+    """Browser sessions behind an HttpOnly cookie; the cookie value is stored only as its SHA-256."""
+
+    __tablename__ = "sessions"
+
+    id_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(255))
+    roles: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    refresh_token: Mapped[str | None] = mapped_column(Text)
+    id_token: Mapped[str | None] = mapped_column(Text)
+    access_expires_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class LoginStateRow(Base):
+    """An OIDC login in progress: `state`, `nonce` and the PKCE verifier, checked at the callback."""
+
+    __tablename__ = "login_states"
+
+    state: Mapped[str] = mapped_column(String(64), primary_key=True)
+    nonce: Mapped[str] = mapped_column(String(64))
+    code_verifier: Mapped[str] = mapped_column(String(128))
+    return_to: Mapped[str] = mapped_column(String(512), default="/")
+    created_at: Mapped[datetime] = mapped_column(index=True)

@@ -9,6 +9,8 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
 from ..apps.deps import DatabaseDep, SettingsDep
+from ..auth.guard import needs
+from ..auth.roles import Role
 from ..errors import NotFound
 from ..jobs import registry
 from ..jobs.endpoints import queue
@@ -17,7 +19,7 @@ from ..storage.models import JobRunRow
 from . import service
 from .schemas import SettingsUpdate, validate_changes
 
-router = APIRouter(prefix="/api/system", tags=["system"])
+router = APIRouter(prefix="/api/system", tags=["system"], dependencies=needs(Role.VIEWER))
 
 
 class JobNotFound(NotFound):
@@ -86,7 +88,9 @@ async def job_runs(
         return [_run(row) for row in rows]
 
 
-@router.post("/jobs/{name}/run", summary="Run a job now (queued for a worker)", status_code=202)
+@router.post(
+    "/jobs/{name}/run", summary="Run a job now (queued for a worker)", status_code=202, dependencies=needs(Role.ADMIN)
+)
 async def run_job(name: str, db: DatabaseDep, settings: SettingsDep) -> JSONResponse:
     if name not in _job_names():
         raise JobNotFound(f"No job named '{name}' (jobs: {', '.join(sorted(_job_names()))})")
@@ -100,7 +104,7 @@ async def get_settings(db: DatabaseDep) -> dict[str, Any]:
         return await service.get_all(session)
 
 
-@router.put("/settings", summary="Set or remove runtime overrides")
+@router.put("/settings", summary="Set or remove runtime overrides", dependencies=needs(Role.ADMIN))
 async def put_settings(body: SettingsUpdate, db: DatabaseDep) -> dict[str, Any]:
     changes = validate_changes(body.values)
     async with db.session() as session:

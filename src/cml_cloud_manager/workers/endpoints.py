@@ -10,6 +10,8 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
 from ..apps.deps import DatabaseDep, SettingsDep
+from ..auth.guard import needs
+from ..auth.roles import Role
 from ..config import Settings
 from ..errors import BadRequest, Conflict
 from ..events.cloudevents import envelope
@@ -28,7 +30,7 @@ from .schemas import (
     WorkerPage,
 )
 
-router = APIRouter(prefix="/api/workers", tags=["workers"])
+router = APIRouter(prefix="/api/workers", tags=["workers"], dependencies=needs(Role.VIEWER))
 ACCEPTED: dict[int | str, dict[str, Any]] = {202: {"model": CommandAccepted, "description": "Queued as a command"}}
 REFRESH_MIN_SECONDS = 10
 
@@ -60,7 +62,19 @@ async def list_workers(
     return WorkerPage(items=items, total=total, limit=limit, offset=offset)
 
 
-@router.post("", summary="Create a worker (provision an instance)", status_code=202, responses=ACCEPTED)
+@router.get("/summary", summary="Fleet totals: counts by status, average CPU, estimated hourly cost")
+async def fleet_summary(db: DatabaseDep) -> dict[str, Any]:
+    async with db.session(write=False) as session:
+        return await service.summary(session)
+
+
+@router.post(
+    "",
+    summary="Create a worker (provision an instance)",
+    status_code=202,
+    responses=ACCEPTED,
+    dependencies=needs(Role.ADMIN),
+)
 async def create_worker(body: WorkerCreate, db: DatabaseDep, settings: SettingsDep) -> JSONResponse:
     ami_id = body.ami_id or settings.cml_ami_id
     if not ami_id:
@@ -81,7 +95,12 @@ async def create_worker(body: WorkerCreate, db: DatabaseDep, settings: SettingsD
         return await queue(db, settings, "worker.create", payload, session=session, worker_id=row.id)
 
 
-@router.post("/import", summary="Import one instance, or all from AMIs matching a name", status_code=202)
+@router.post(
+    "/import",
+    summary="Import one instance, or all from AMIs matching a name",
+    status_code=202,
+    dependencies=needs(Role.ADMIN),
+)
 async def import_workers(body: WorkerImport, db: DatabaseDep, settings: SettingsDep) -> JSONResponse:
     if (body.instance_id is None) == (body.ami_name_pattern is None):
         raise BadRequest("Pass exactly one of instance_id or ami_name_pattern")
@@ -113,17 +132,33 @@ async def _action(db: DatabaseDep, settings: SettingsDep, worker_id: str, action
         )
 
 
-@router.post("/{worker_id}/start", summary="Start the EC2 instance", status_code=202, responses=ACCEPTED)
+@router.post(
+    "/{worker_id}/start",
+    summary="Start the EC2 instance",
+    status_code=202,
+    responses=ACCEPTED,
+    dependencies=needs(Role.OPERATOR),
+)
 async def start_worker(worker_id: str, db: DatabaseDep, settings: SettingsDep) -> JSONResponse:
     return await _action(db, settings, worker_id, "start")
 
 
-@router.post("/{worker_id}/stop", summary="Stop the EC2 instance", status_code=202, responses=ACCEPTED)
+@router.post(
+    "/{worker_id}/stop",
+    summary="Stop the EC2 instance",
+    status_code=202,
+    responses=ACCEPTED,
+    dependencies=needs(Role.OPERATOR),
+)
 async def stop_worker(worker_id: str, db: DatabaseDep, settings: SettingsDep) -> JSONResponse:
     return await _action(db, settings, worker_id, "stop")
 
 
-@router.delete("/{worker_id}", summary="Stop managing a worker; `terminate=true` also terminates its instance")
+@router.delete(
+    "/{worker_id}",
+    summary="Stop managing a worker; `terminate=true` also terminates its instance",
+    dependencies=needs(Role.ADMIN),
+)
 async def delete_worker(
     worker_id: str, db: DatabaseDep, settings: SettingsDep, terminate: bool = False
 ) -> JSONResponse:
@@ -138,7 +173,13 @@ async def delete_worker(
     return JSONResponse({"deleted": worker_id, "terminated": False})
 
 
-@router.put("/{worker_id}/tags", summary="Set or remove instance tags", status_code=202, responses=ACCEPTED)
+@router.put(
+    "/{worker_id}/tags",
+    summary="Set or remove instance tags",
+    status_code=202,
+    responses=ACCEPTED,
+    dependencies=needs(Role.ADMIN),
+)
 async def update_tags(worker_id: str, body: TagsUpdate, db: DatabaseDep, settings: SettingsDep) -> JSONResponse:
     for key in [*body.set, *body.remove]:
         if not key or len(key) > 128 or key.lower().startswith("aws:"):
@@ -148,12 +189,21 @@ async def update_tags(worker_id: str, body: TagsUpdate, db: DatabaseDep, setting
     return await _action(db, settings, worker_id, "tags", set=body.set, remove=body.remove)
 
 
-@router.post("/{worker_id}/monitoring", summary="Enable detailed CloudWatch monitoring", status_code=202)
+@router.post(
+    "/{worker_id}/monitoring",
+    summary="Enable detailed CloudWatch monitoring",
+    status_code=202,
+    dependencies=needs(Role.ADMIN),
+)
 async def enable_monitoring(worker_id: str, db: DatabaseDep, settings: SettingsDep) -> JSONResponse:
     return await _action(db, settings, worker_id, "monitoring")
 
 
-@router.post("/{worker_id}/refresh", summary="Refresh state and metrics now (throttled, de-duplicated)")
+@router.post(
+    "/{worker_id}/refresh",
+    summary="Refresh state and metrics now (throttled, de-duplicated)",
+    dependencies=needs(Role.OPERATOR),
+)
 async def refresh_worker(worker_id: str, db: DatabaseDep, settings: SettingsDep) -> JSONResponse:
     async with db.session() as session:
         worker = await service.get(session, worker_id)
@@ -206,7 +256,12 @@ async def worker_events(
         return [envelope(row) for row in rows]
 
 
-@router.put("/{worker_id}/idle", summary="Idle detection for this worker: opt out/in, snooze", response_model=WorkerOut)
+@router.put(
+    "/{worker_id}/idle",
+    summary="Idle detection for this worker: opt out/in, snooze",
+    response_model=WorkerOut,
+    dependencies=needs(Role.OPERATOR),
+)
 async def update_idle(worker_id: str, body: IdleUpdate, db: DatabaseDep) -> WorkerOut:
     async with db.session() as session:
         row = await service.get(session, worker_id)

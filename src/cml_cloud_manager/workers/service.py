@@ -11,7 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ..errors import NotFound
 from ..events import outbox
 from ..storage.models import WorkerRow
-from .domain import check_transition
+from . import pricing
+from .domain import WorkerStatus, check_transition
 from .schemas import WorkerOut
 
 
@@ -102,3 +103,34 @@ async def remove(session: AsyncSession, row: WorkerRow, *, terminated: bool) -> 
         session, "worker.deleted", {"name": row.name, "instance_terminated": terminated}, worker_id=row.id
     )
     await session.delete(row)
+
+
+async def summary(session: AsyncSession) -> dict[str, Any]:
+    """Fleet totals for the overview: counts by status, average CPU and the estimated cost of running workers."""
+    rows = (await session.execute(select(WorkerRow.status, WorkerRow.instance_type, WorkerRow.cpu_percent))).all()
+    by_status: dict[str, int] = {}
+    cost_by_type: dict[str, float] = {}
+    unpriced: set[str] = set()
+    cpus = []
+    for status, instance_type, cpu in rows:
+        by_status[status] = by_status.get(status, 0) + 1
+        if status != WorkerStatus.RUNNING:
+            continue
+        if cpu is not None:
+            cpus.append(cpu)
+        price = pricing.hourly(instance_type)
+        if price is None:
+            unpriced.add(instance_type)
+        else:
+            cost_by_type[instance_type] = round(cost_by_type.get(instance_type, 0.0) + price, 4)
+    return {
+        "total": len(rows),
+        "by_status": by_status,
+        "running": by_status.get(WorkerStatus.RUNNING, 0),
+        "stopped": by_status.get(WorkerStatus.STOPPED, 0),
+        "failed": by_status.get(WorkerStatus.FAILED, 0),
+        "avg_cpu_percent": round(sum(cpus) / len(cpus), 1) if cpus else None,
+        "hourly_cost_usd": round(sum(cost_by_type.values()), 2),
+        "cost_by_type": cost_by_type,
+        "unpriced_types": sorted(unpriced),
+    }

@@ -1,0 +1,1 @@
+"""Who is calling, and what their role allows: token, OIDC and (loopback only) no authentication."""

@@ -1,0 +1,79 @@
+// Every HTTP call of the UI: same-origin cookie, CSRF header on writes, JSON problems turned into ApiError.
+
+let csrfToken = "";
+let unauthorized = () => {};
+
+export function setCsrfToken(token) {
+  csrfToken = token ?? "";
+}
+
+/** Called with the 401 problem; the app shows the login screen. */
+export function onUnauthorized(handler) {
+  unauthorized = handler;
+}
+
+export class ApiError extends Error {
+  constructor(status, problem) {
+    super(messageFor(status, problem));
+    this.status = status;
+    this.problem = problem ?? {};
+  }
+}
+
+function messageFor(status, problem) {
+  const detail = problem?.detail || problem?.title;
+  if (status === 403) return `Your role does not allow this${detail ? `: ${detail}` : "."}`;
+  if (status === 0) return "The server cannot be reached; check the connection and try again.";
+  return detail || `The server answered HTTP ${status}.`;
+}
+
+async function problemOf(response) {
+  try {
+    return await response.json();
+  } catch {
+    return { detail: `${response.status} ${response.statusText}`.trim() };
+  }
+}
+
+/**
+ * request("POST", "/api/workers/x/stop") → parsed JSON (or text for non-JSON, null for 204).
+ * Options: json (body object), body + contentType (raw body), raw (return the Response), auth: false
+ * (a 401 is the caller's business, e.g. /auth/me at boot).
+ */
+export async function request(method, path, { json, body, contentType, raw = false, auth = true } = {}) {
+  const headers = { Accept: "application/json" };
+  if (method !== "GET" && method !== "HEAD" && csrfToken) headers["X-CSRF-Token"] = csrfToken;
+  if (json !== undefined) {
+    headers["Content-Type"] = "application/json";
+    body = JSON.stringify(json);
+  } else if (contentType) {
+    headers["Content-Type"] = contentType;
+  }
+  let response;
+  try {
+    response = await fetch(path, { method, headers, body, credentials: "same-origin", cache: "no-store" });
+  } catch {
+    throw new ApiError(0, null);
+  }
+  if (!response.ok) {
+    const problem = await problemOf(response);
+    if (response.status === 401 && auth) unauthorized(problem);
+    throw new ApiError(response.status, problem);
+  }
+  if (raw) return response;
+  if (response.status === 204) return null;
+  const type = response.headers.get("content-type") ?? "";
+  return type.includes("json") ? response.json() : response.text();
+}
+
+export const api = {
+  get: (path, options) => request("GET", path, options),
+  post: (path, json, options) => request("POST", path, { json, ...options }),
+  put: (path, json, options) => request("PUT", path, { json, ...options }),
+  delete: (path, options) => request("DELETE", path, options),
+};
+
+/** Path segments from the API (ids, names) go through here so a stray "/" or "?" cannot change the route. */
+export function path(strings, ...values) {
+  return strings.reduce((out, part, i) => out + part + (i < values.length ? encodeURIComponent(values[i]) : ""), "");
+}
