@@ -10,6 +10,7 @@ import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import asyncpg
@@ -17,6 +18,7 @@ import httpx
 import pytest
 import redis
 import uvicorn
+from starlette.types import ASGIApp
 
 from cml_cloud_manager.apps.api import create_app
 from cml_cloud_manager.apps.worker import QuietServer
@@ -102,20 +104,35 @@ async def db(settings: Settings) -> AsyncIterator[Database]:
     await database.dispose()
 
 
-@pytest.fixture
-async def api(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """The API app served by uvicorn in this process on a loopback port (real HTTP, real streaming)."""
-    port = free_port()
-    app = create_app(Role.API, settings)
-    server = QuietServer(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False))
+async def serve_app(app: ASGIApp, port: int) -> tuple[uvicorn.Server, asyncio.Task[None]]:
+    """Serve an ASGI app with uvicorn on this event loop; returns once it accepts connections."""
+    server = QuietServer(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="auto")
+    )
     task = asyncio.create_task(server.serve())
-    while not server.started:
+    while not server.started:  # uvicorn offers a flag, not an event, for "listening"
         if task.done():
             task.result()
         await asyncio.sleep(0.01)
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
-        client.app = app  # type: ignore[attr-defined]
+    return server, task
+
+
+@asynccontextmanager
+async def serve_api(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """The API app served by uvicorn in this process on a loopback port (real HTTP, real streaming)."""
+    port = free_port()
+    app = create_app(Role.API, settings)
+    server, task = await serve_app(app, port)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            yield client
+    finally:
+        await app.state.hub.shutdown()
+        server.should_exit = True
+        await task
+
+
+@pytest.fixture
+async def api(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    async with serve_api(settings) as client:
         yield client
-    await app.state.hub.shutdown()
-    server.should_exit = True
-    await task

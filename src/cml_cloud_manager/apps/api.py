@@ -91,8 +91,9 @@ def create_app(role: Role, settings: Settings) -> FastAPI:
     app.state.role = role
     app.state.snapshot = snapshot
     problems.install(app)
-    for module in (auth, health, sse, workers, labs, licensing, commands, system):
-        app.include_router(module.router)
+    app.state.routers = [m.router for m in (auth, health, sse, workers, labs, licensing, commands, system)]
+    for router in app.state.routers:
+        app.include_router(router)
     app.mount("/static", StaticFiles(directory=UI / "static"), name="static")
 
     @app.get("/", include_in_schema=False, dependencies=PUBLIC)
