@@ -93,7 +93,7 @@ def create_app(role: Role, settings: Settings) -> FastAPI:
     problems.install(app)
     app.state.routers = [m.router for m in (auth, health, sse, workers, labs, licensing, commands, system)]
     for router in app.state.routers:
-        app.include_router(router)
+        app.include_router(router, responses=problems.PROBLEM_RESPONSES)
     app.mount("/static", StaticFiles(directory=UI / "static"), name="static")
 
     @app.get("/", include_in_schema=False, dependencies=PUBLIC)

@@ -162,7 +162,12 @@ async def callback(request: Request, code: str = "", state: str = "", error: str
     return response
 
 
-@router.post("/logout", summary="End the session (and, with OIDC, say where to end the provider session)")
+@router.post(
+    "/logout",
+    summary="End the session (and, with OIDC, say where to end the provider session)",
+    status_code=204,
+    responses={200: {"description": "Session ended; open `redirect` to end the provider session too"}},
+)
 async def logout(request: Request) -> Response:
     authenticator = _auth(request)
     session_id = request.cookies.get(sessions.COOKIE)

@@ -59,6 +59,8 @@ ACTIONS: dict[str, set[WorkerStatus]] = {
     "terminate": set(S) - {S.TERMINATED, S.SHUTTING_DOWN},
     "refresh": set(S) - {S.TERMINATED},
     "operate-labs": {S.RUNNING},
+    "tags": _LIVE,
+    "monitoring": _LIVE,
     "license": {S.RUNNING},
 }
 

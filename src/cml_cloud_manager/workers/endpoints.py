@@ -15,6 +15,7 @@ from ..auth.roles import Role
 from ..config import Settings
 from ..errors import BadRequest, Conflict
 from ..events.cloudevents import envelope
+from ..health.service import worker_liveness
 from ..jobs.endpoints import queue
 from ..storage.models import CommandRow, EventRow, MetricSampleRow
 from . import service
@@ -54,7 +55,7 @@ async def list_workers(
     region: str | None = None,
     status: WorkerStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
 ) -> WorkerPage:
     async with db.session(write=False) as session:
         rows, total = await service.list_page(session, region=region, status=status, limit=limit, offset=offset)
@@ -127,6 +128,8 @@ async def _action(db: DatabaseDep, settings: SettingsDep, worker_id: str, action
     async with db.session() as session:
         worker = await service.get(session, worker_id)
         check_action(action, worker.status, name=worker.name)
+        if worker.aws_instance_id is None:
+            raise Conflict(f"Worker '{worker.name}' has no EC2 instance yet")
         return await queue(
             db, settings, f"worker.{action}", {"worker_id": worker_id, **payload}, session=session, worker_id=worker_id
         )
@@ -158,6 +161,7 @@ async def stop_worker(worker_id: str, db: DatabaseDep, settings: SettingsDep) ->
     "/{worker_id}",
     summary="Stop managing a worker; `terminate=true` also terminates its instance",
     dependencies=needs(Role.ADMIN),
+    responses=ACCEPTED,
 )
 async def delete_worker(
     worker_id: str, db: DatabaseDep, settings: SettingsDep, terminate: bool = False
@@ -203,6 +207,8 @@ async def enable_monitoring(worker_id: str, db: DatabaseDep, settings: SettingsD
     "/{worker_id}/refresh",
     summary="Refresh state and metrics now (throttled, de-duplicated)",
     dependencies=needs(Role.OPERATOR),
+    status_code=202,
+    responses=ACCEPTED,
 )
 async def refresh_worker(worker_id: str, db: DatabaseDep, settings: SettingsDep) -> JSONResponse:
     async with db.session() as session:
@@ -218,7 +224,15 @@ async def refresh_worker(worker_id: str, db: DatabaseDep, settings: SettingsDep)
             )
         ).first()
         if pending is not None:
-            body = {"command_id": pending.id, "status": pending.status, "message": "A refresh is already on its way."}
+            alive = await worker_liveness(
+                session, now=await db.now(session), alive_seconds=settings.worker_alive_seconds
+            )
+            body = {
+                "command_id": pending.id,
+                "status": pending.status,
+                "worker_alive": alive["alive"],
+                "message": "A refresh is already on its way.",
+            }
             return JSONResponse(body, status_code=202, headers={"Location": f"/api/commands/{pending.id}"})
         now = datetime.now(UTC)
         if worker.metrics_at and now - worker.metrics_at < timedelta(seconds=REFRESH_MIN_SECONDS):

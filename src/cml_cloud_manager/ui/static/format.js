@@ -23,6 +23,15 @@ export function clock(iso) {
   return iso ? timeOnly.format(new Date(iso)) : DASH;
 }
 
+const dayAndTime = new Intl.DateTimeFormat(undefined, { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
+
+/** Time of day for today's timestamps, day and time for older ones. */
+export function short(iso) {
+  if (!iso) return DASH;
+  const date = new Date(iso);
+  return date.toDateString() === new Date().toDateString() ? timeOnly.format(date) : dayAndTime.format(date);
+}
+
 /** "3 min ago" / "in 2 hr": for timestamps where the distance matters more than the date. */
 export function ago(iso, now = Date.now()) {
   if (!iso) return DASH;

@@ -138,7 +138,6 @@ export function idlePanel(getWorker) {
         ["Stopped by hand", String(w.manual_pauses)],
       ]));
       toggle.textContent = w.idle_detection_enabled ? "Disable idle detection" : "Enable idle detection";
-      toggle.setAttribute("aria-pressed", String(w.idle_detection_enabled));
     },
   };
 }
@@ -166,7 +165,7 @@ export function tagsPanel(getWorker) {
       const entries = Object.entries(w.tags ?? {}).sort(([a], [b]) => a.localeCompare(b));
       fill(list, entries.length ? h("ul", { class: "tag-list" }, entries.map(([k, v]) => h("li", { class: "chip" },
         h("span", { class: "mono" }, `${k} = ${v}`),
-        editable ? button("×", (btn) => busy(btn, () => runCommand("PUT", path`/api/workers/${w.id}/tags`, `Remove tag ${k} from ${w.name}`, { json: { remove: [k] } })), { kind: "icon", key: `tag-remove-${k}`, title: `Remove tag ${k}` }) : null,
+        editable ? button("×", (btn) => busy(btn, () => runCommand("PUT", path`/api/workers/${w.id}/tags`, `Remove tag ${k} from ${w.name}`, { json: { remove: [k] } })), { kind: "mini", key: `tag-remove-${k}`, title: `Remove tag ${k}` }) : null,
       ))) : h("p", { class: "muted" }, "No tags."));
       for (const b of list.querySelectorAll("button")) b.setAttribute("aria-label", b.title);
     },

@@ -3,7 +3,7 @@
 // and nothing shows twice.
 import { api, path } from "./api.js";
 import { fill, h } from "./dom.js";
-import { clock, when } from "./format.js";
+import { short, when } from "./format.js";
 import { badge } from "./ui.js";
 
 const LOAD = 100;
@@ -44,7 +44,7 @@ export function timelinePanel(workerId) {
 function item(event) {
   const kind = event.type.split(".")[0];
   return h("li", { class: `event event-${kind}`, dataset: { seq: event.sequence, type: event.type } },
-    h("time", { datetime: event.time, title: when(event.time) }, clock(event.time)),
+    h("time", { datetime: event.time, title: when(event.time) }, short(event.time)),
     h("span", { class: "event-type" }, event.type),
     h("span", { class: "event-text" }, describe(event)),
   );
@@ -74,13 +74,14 @@ export function describe(event) {
     case "command.failed":
       return `${d.type} failed: ${d.error}`;
   }
+  if (event.type === "lab.state.changed") return [`${d.title} `, badge(d.previous), " → ", badge(d.state)];
   if (event.type.startsWith("lab.")) return [d.title ?? d.lab_title ?? d.cml_lab_id ?? "", d.state ? [" ", badge(d.state)] : ""];
   if (d.changes) return Object.entries(d.changes).map(([k, v]) => `${k}: ${format(v)}`).join(", ");
   return Object.entries(d).filter(([k]) => k !== "name").map(([k, v]) => `${k}: ${format(v)}`).join(", ").slice(0, 200);
 }
 
 function format(value) {
-  if (value == null) return "–";
+  if (value == null || value === "") return "–";
   if (typeof value === "number") return Number.isInteger(value) ? String(value) : value.toFixed(1);
   if (typeof value === "object") return JSON.stringify(value).slice(0, 80);
   return String(value);
