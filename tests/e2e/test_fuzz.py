@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -18,7 +19,8 @@ EXAMPLES = os.environ.get("FUZZ_EXAMPLES", "15")
 
 async def test_no_server_errors_and_responses_match_the_schema(stack_env: dict[str, str], tmp_path: Path) -> None:
     env: dict[str, Any] = {**stack_env, "AUTH_MODE": "token", "AUTH_ADMIN_TOKEN_FILE": str(tmp_path / "admin-token")}
-    created = subprocess.run(
+    created = await asyncio.to_thread(
+        subprocess.run,
         [sys.executable, "-m", "cml_cloud_manager", "token", "create", "--name", "fuzzer", "--role", "admin"],
         env={**os.environ, **env},
         capture_output=True,
@@ -29,7 +31,8 @@ async def test_no_server_errors_and_responses_match_the_schema(stack_env: dict[s
     api = spawn("api", {**env, "LOGIN_ATTEMPTS_PER_MINUTE": "100000"}, tmp_path)
     try:
         await wait_ready(api)
-        result = subprocess.run(
+        result = await asyncio.to_thread(
+            subprocess.run,
             [
                 str(Path(sys.executable).parent / "st"),
                 "run",

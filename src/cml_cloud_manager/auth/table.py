@@ -31,7 +31,9 @@ def api_routes(app: FastAPI) -> list[APIRoute]:
 
 
 def role_table(app: FastAPI) -> list[tuple[str, str, str | None]]:
-    rows = [(method, route.path, required(route)) for route in api_routes(app) for method in sorted(route.methods)]
+    rows = [
+        (method, route.path, required(route)) for route in api_routes(app) for method in sorted(route.methods or ())
+    ]
     return sorted(rows, key=lambda row: (row[1], row[0]))
 
 
@@ -52,6 +54,7 @@ def markdown(app: FastAPI) -> str:
 
 if __name__ == "__main__":
     from ..apps.api import create_app
-    from ..config import Role as ProcessRole, load_settings
+    from ..config import Role as ProcessRole
+    from ..config import load_settings
 
     print(markdown(create_app(ProcessRole.API, load_settings(auth_mode="none"))), end="")
