@@ -1,0 +1,230 @@
+"""The real product in a real browser: AWS emulator, CML simulator, `api` and `worker` processes, headless Chromium.
+
+One stack per test module (starting it is the slow part); each test opens its own browser context.
+Playwright drives Debian's Chromium (`apt-get install chromium`), never a downloaded browser build.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+import httpx
+import pytest
+from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright, expect
+
+from cml_cloud_manager.sandbox.run import sandbox_env
+from cml_cloud_manager.sandbox.seed import REGION, put_metrics, seed_fleet
+from cml_cloud_manager.sandbox.services import start_cml_simulator, start_moto
+from cml_cloud_manager.storage.db import Database
+from cml_cloud_manager.storage.migrate import migrate
+
+from ..conftest import BACKEND, PG_BASE, REDIS_URL, _create_pg_database, _drop_pg_database, make_settings
+from ..e2e.processes import Proc, free_port, spawn, wait_ready
+
+
+CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOTS = ROOT / "docs" / "screenshots"
+ARTIFACTS = ROOT / "test-artifacts"
+FLEET_SIZE = 5
+
+# Live updates travel command → worker → database → relay → SSE → refetch; give them room on a busy CI machine.
+expect.set_options(timeout=30_000)
+
+
+@dataclass
+class Stack:
+    """A running stack; `api` and `worker` can be stopped and started again (the API on the same port)."""
+
+    aws_url: str
+    cml_url: str
+    instance_ids: list[str]
+    env: dict[str, str]
+    log_dir: Path
+    port: int
+    api: Proc | None = None
+    worker: Proc | None = None
+    started: list[Proc] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def get(self, path: str) -> Any:
+        response = httpx.get(f"{self.url}{path}", timeout=10)
+        response.raise_for_status()
+        return response.json()
+
+    def ec2(self) -> Any:
+        return boto3.session.Session().client(
+            "ec2", region_name=REGION, endpoint_url=self.aws_url, aws_access_key_id="x", aws_secret_access_key="x"
+        )
+
+    def state(self, instance_id: str) -> str:
+        answer = self.ec2().describe_instances(InstanceIds=[instance_id])
+        return str(answer["Reservations"][0]["Instances"][0]["State"]["Name"])
+
+    def sim(self, method: str, path: str, body: Any = None) -> Any:
+        response = httpx.request(method, f"{self.cml_url}/_sim{path}", json=body, timeout=10)
+        response.raise_for_status()
+        return response.json()
+
+    def database(self) -> Database:
+        return Database(make_settings(self.env["DATABASE_URL"]))
+
+    async def start_api(self, **extra_env: str) -> Proc:
+        """The API on this stack's fixed port, so a browser's EventSource can find it again after a restart."""
+        proc = _spawn_on_port("api", {**self.env, **extra_env}, self.log_dir, self.port)
+        self.api = proc
+        self.started.append(proc)
+        await wait_ready(proc)
+        return proc
+
+    async def start_worker(self) -> Proc:
+        proc = spawn("worker", self.env, self.log_dir)
+        self.worker = proc
+        self.started.append(proc)
+        await wait_ready(proc)
+        return proc
+
+    def stop_api(self) -> None:
+        if self.api is not None:
+            self.api.stop()
+            self.api = None
+
+    def stop_worker(self) -> None:
+        if self.worker is not None:
+            self.worker.stop()
+            self.worker = None
+
+    def stop_all(self) -> None:
+        for proc in self.started:
+            if proc.popen.poll() is None:
+                proc.stop()
+
+
+def _spawn_on_port(role: str, env: dict[str, str], log_dir: Path, port: int) -> Proc:
+    """Like e2e's spawn(), which always picks a new port."""
+    log = log_dir / f"{role}-{port}-{uuid.uuid4().hex[:6]}.log"
+    full_env = {**os.environ, **env, "APP_PORT": str(port)}
+    with log.open("wb") as out:
+        popen = subprocess.Popen(
+            [sys.executable, "-m", "cml_cloud_manager", role], env=full_env, stdout=out, stderr=subprocess.STDOUT
+        )
+    return Proc(role, popen, log, port, None, env)
+
+
+async def _fleet_ready(stack: Stack, timeout: float = 90) -> None:
+    """Auto-import found every instance, and every running worker has CML available and its labs listed."""
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient(base_url=stack.url, timeout=5) as client:
+        while time.monotonic() < deadline:
+            workers = (await client.get("/api/workers")).json()["items"]
+            running = [w for w in workers if w["status"] == "running"]
+            if len(workers) == FLEET_SIZE and running and all(w["service_status"] == "available" for w in running):
+                labs = [(await client.get(f"/api/workers/{w['id']}/labs")).json() for w in running]
+                if all(labs):
+                    return
+            await asyncio.sleep(0.25)
+    raise AssertionError(f"the demo fleet was not ready after {timeout}s:\n{stack.worker and stack.worker.output()[-3000:]}")
+
+
+@pytest.fixture(scope="module")
+async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
+    log_dir = tmp_path_factory.mktemp("ui-stack")
+    pg_name = await _create_pg_database() if BACKEND == "postgres" else None
+    database_url = f"{PG_BASE}/{pg_name}" if pg_name else f"sqlite+aiosqlite:///{log_dir}/ui.db"
+    db = Database(make_settings(database_url))
+    await migrate(db)
+    await db.dispose()
+    aws = start_moto(log_dir)
+    cml = start_cml_simulator(log_dir)
+    ids = seed_fleet(aws.url)
+    put_metrics(aws.url, ids, 0)
+    env = sandbox_env(aws.url, cml.url) | {
+        "DATABASE_URL": database_url,
+        "REDIS_URL": REDIS_URL if BACKEND == "postgres" else "",
+        "REDIS_PREFIX": f"cmlui-{uuid.uuid4().hex[:8]}",
+        "LOG_LEVEL": "INFO",
+        "WORKER_HEARTBEAT_SECONDS": "0.5",
+        "WORKER_ALIVE_SECONDS": "3",
+        "LEASE_SECONDS": "3",
+        "RELAY_POLL_INTERVAL": "0.1",
+        "COMMAND_POLL_INTERVAL": "0.2",
+        "SHUTDOWN_GRACE_SECONDS": "5",
+        "AUTO_IMPORT_INTERVAL": "2",
+        "WORKER_METRICS_INTERVAL": "2",
+        "LABS_REFRESH_INTERVAL": "5",
+        "IDLE_DETECTION_ENABLED": "false",
+        "HOUSEKEEPING_ENABLED": "false",
+        "CML_TIMEOUT": "2",
+    }
+    running = Stack(aws.url, cml.url, ids, env, log_dir, free_port())
+    try:
+        await running.start_api()
+        await running.start_worker()
+        await _fleet_ready(running)
+        yield running
+    finally:
+        running.stop_all()
+        cml.stop()
+        aws.stop()
+        if pg_name:
+            await _drop_pg_database(pg_name)
+
+
+@pytest.fixture(scope="module")
+async def browser() -> AsyncIterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"No Chromium at {CHROMIUM}: install it with `apt-get install -y chromium` (or set CHROMIUM_PATH)")
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield launched
+        await launched.close()
+
+
+# Chromium logs every non-2xx response it loads; the UI asks for endpoints that may not exist yet (404) and
+# loses its connection on purpose in the restart test. Uncaught errors and the UI's own console.error still fail.
+EXPECTED_CONSOLE = ("Failed to load resource", "net::ERR_", "EventSource")
+
+
+@pytest.fixture
+async def page(browser: Browser, request: pytest.FixtureRequest) -> AsyncIterator[Page]:
+    context = await browser.new_context(viewport={"width": 1400, "height": 900}, color_scheme="light")
+    opened = await context.new_page()
+    problems: list[str] = []
+
+    def on_console(message: ConsoleMessage) -> None:
+        if message.type == "error" and not message.text.startswith(EXPECTED_CONSOLE):
+            problems.append(f"console.error: {message.text}")
+
+    opened.on("console", on_console)
+    opened.on("pageerror", lambda error: problems.append(f"uncaught: {error}"))
+    yield opened
+    ARTIFACTS.mkdir(exist_ok=True)
+    await opened.screenshot(path=ARTIFACTS / f"{request.node.name}-end.png", full_page=True)
+    await context.close()
+    assert not problems, "the page reported errors:\n" + "\n".join(problems)
+
+
+async def screenshot(page: Page, name: str) -> None:
+    """For the README (docs/screenshots/) and for CI's artifacts (test-artifacts/, gitignored)."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    ARTIFACTS.mkdir(exist_ok=True)
+    await page.screenshot(path=SCREENSHOTS / name, full_page=True)
+    (ARTIFACTS / name).write_bytes((SCREENSHOTS / name).read_bytes())
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    os.environ.setdefault("PW_TEST_SCREENSHOT_NO_FONTS_READY", "1")
