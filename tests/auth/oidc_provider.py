@@ -31,6 +31,7 @@ class Provider:
     user_roles: list[str] = field(default_factory=lambda: ["admin"])
     codes: dict[str, dict[str, Any]] = field(default_factory=dict)
     token_requests: int = 0
+    expires_in: int = 300
 
     @property
     def issuer(self) -> str:
@@ -102,7 +103,7 @@ class Provider:
                     "access_token": self.sign(self.claims()),
                     "id_token": self.sign(self.claims(nonce=nonce)),
                     "refresh_token": secrets.token_urlsafe(16),
-                    "expires_in": 300,
+                    "expires_in": self.expires_in,
                     "token_type": "Bearer",
                 }
             )

@@ -122,3 +122,18 @@ async def test_callback_with_an_unknown_state_is_refused(oidc_api: httpx.AsyncCl
     forged = back.headers["location"].replace("state=", "state=x")
     response = await oidc_api.get(forged)
     assert response.status_code == 401 and "unknown or expired" in response.json()["detail"]
+
+
+async def test_session_is_refreshed_shortly_before_the_access_token_expires(
+    oidc_api: httpx.AsyncClient, provider: Provider
+) -> None:
+    provider.expires_in = 30  # inside the refresh margin: the next request must refresh
+    start = await oidc_api.get("/auth/login")
+    async with httpx.AsyncClient() as browser:
+        back = await browser.get(start.headers["location"])
+    await oidc_api.get(back.headers["location"])
+    after_login = provider.token_requests
+    provider.user_roles = ["viewer"]  # the provider changed the user's roles meanwhile
+    me = (await oidc_api.get("/auth/me")).json()
+    assert provider.token_requests == after_login + 1
+    assert me["user"]["roles"] == ["viewer"]

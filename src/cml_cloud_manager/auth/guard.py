@@ -62,8 +62,7 @@ class Authenticator:
         if session_id:
             row = await sessions.load(self.db, session_id)
             if row is not None:
-                await self._refresh_if_needed(row)
-                return sessions.principal(row)
+                return sessions.principal(await self._refreshed(row))
         raise NotAuthenticated("Log in first: send a bearer token or sign in at /auth/login")
 
     async def _bearer(self, credential: str) -> Principal:
@@ -76,21 +75,24 @@ class Authenticator:
         name, role = found
         return Principal(name, frozenset({role}), "bearer")
 
-    async def _refresh_if_needed(self, row: SessionRow) -> None:
-        """Keep the provider session alive: refresh shortly before the access token expires."""
+    async def _refreshed(self, row: SessionRow) -> SessionRow:
+        """Keep the provider session alive: refresh shortly before the access token expires, taking the roles
+        the provider grants now."""
         if self.oidc is None or not row.refresh_token or row.access_expires_at is None:
-            return
+            return row
         if row.access_expires_at - datetime.now(UTC) > REFRESH_MARGIN:
-            return
+            return row
         answer = await self.oidc.refresh(row.refresh_token)
         identity = await self.oidc.verify(answer["access_token"])
-        await sessions.update(
-            self.db,
-            row,
-            roles={"roles": sorted(identity.roles)},
-            refresh_token=answer.get("refresh_token", row.refresh_token),
-            access_expires_at=datetime.now(UTC) + timedelta(seconds=int(answer.get("expires_in", 300))),
-        )
+        values = {
+            "roles": {"roles": sorted(identity.roles)},
+            "refresh_token": answer.get("refresh_token", row.refresh_token),
+            "access_expires_at": datetime.now(UTC) + timedelta(seconds=int(answer.get("expires_in", 300))),
+        }
+        await sessions.update(self.db, row, **values)
+        for key, value in values.items():
+            setattr(row, key, value)
+        return row
 
 
 class RoleRequirement:
