@@ -32,6 +32,7 @@ class Stream:
         self.response = response
         self._lines = response.aiter_lines()
         self.last_id: int | None = None
+        self.history: list[Event] = []
 
     async def next(self, timeout: float = 10) -> Event:
         async with asyncio.timeout(timeout):
@@ -47,6 +48,7 @@ class Stream:
                         )
                         if event.id is not None:
                             self.last_id = event.id
+                        self.history.append(event)
                         return event
                     fields.clear()
                     continue
@@ -59,6 +61,13 @@ class Stream:
                 else:
                     fields[name] = value
             raise EOFError("stream ended")
+
+    async def wait_for(self, predicate: Callable[[Event], bool], timeout: float = 30) -> Event:
+        """The first event, already received or still to come, that matches: order-independent waiting."""
+        for event in self.history:
+            if predicate(event):
+                return event
+        return (await self.until(predicate, timeout))[-1]
 
     async def until(self, predicate: Callable[[Event], bool], timeout: float = 15) -> list[Event]:
         """Read events until one matches; returns all read, the match last."""

@@ -70,6 +70,7 @@ class Settings(BaseSettings):
     relay_safety_poll_interval: float = Field(2.0, gt=0)
     sse_heartbeat_seconds: float = Field(15.0, gt=0)
     sse_client_queue_size: int = Field(1000, ge=10)
+    sse_write_timeout_seconds: float = Field(30.0, gt=0)
     history_days: float = Field(7, gt=0)
 
     # --- worker process --------------------------------------------------------------------------------------

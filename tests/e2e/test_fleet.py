@@ -43,10 +43,14 @@ async def fleet_ready(api: httpx.AsyncClient, stream: Stream, count: int) -> dic
         await stream.until(lambda e: e.type.startswith(("worker.", "lab.")), timeout=30)
 
 
-@pytest.fixture
-async def fleet(sandbox: Sandbox, start: Any) -> Any:
-    api = await start("api")
-    await start("worker")
+@pytest.fixture(params=["split", "all"])
+async def fleet(request: pytest.FixtureRequest, sandbox: Sandbox, start: Any) -> Any:
+    """The same suite against split processes and against combined mode (the rollback path)."""
+    if request.param == "all":
+        api = await start("all")
+    else:
+        api = await start("api")
+        await start("worker")
     async with httpx.AsyncClient(base_url=api.url, timeout=15) as client, open_stream(api.url) as stream:
         await stream.next()
         workers = await fleet_ready(client, stream, len(sandbox.instance_ids))

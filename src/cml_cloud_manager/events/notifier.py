@@ -12,7 +12,11 @@ import logging
 from collections.abc import Callable
 
 import redis.asyncio as aioredis
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +24,15 @@ log = logging.getLogger(__name__)
 class Notifier:
     def __init__(self, redis_url: str, prefix: str) -> None:
         self.redis: aioredis.Redis | None = (
-            aioredis.from_url(redis_url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=10)
+            aioredis.from_url(
+                redis_url,
+                socket_connect_timeout=2,
+                socket_timeout=5,
+                health_check_interval=10,
+                # A restarted Redis leaves dead pooled connections behind: retry on a fresh one.
+                retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 3),
+                retry_on_error=[RedisConnectionError, RedisTimeoutError],
+            )
             if redis_url
             else None
         )
@@ -47,11 +59,15 @@ class Notifier:
     async def ping(self) -> str:
         if self.redis is None:
             return "disabled"
-        try:
-            await self.redis.ping()
-            return "up"
-        except (RedisError, OSError):
-            return "down"
+        # After a Redis restart each pooled connection fails once before it is replaced: a few quick tries
+        # tell "restarted" from "down".
+        for _ in range(3):
+            try:
+                await self.redis.ping()
+                return "up"
+            except (RedisError, OSError):
+                continue
+        return "down"
 
     async def listen(self, channel: str, on_message: Callable[[], None]) -> None:
         """Call `on_message` for every nudge; reconnect forever with backoff. Also calls it after each

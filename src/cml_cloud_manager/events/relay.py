@@ -56,6 +56,8 @@ class Client:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     closed: bool = False
     close_reason: str = ""
+    # The deadline of the write in progress, if any: a client dropped for being slow is cut off mid-write.
+    write_deadline: asyncio.Timeout | None = None
 
     def wants(self, event: Relayed) -> bool:
         if event.seq <= self.skip_through:
@@ -71,6 +73,8 @@ class Client:
             return False
         if len(self.frames) >= self.limit:
             self.close("too slow: its event buffer filled up")
+            if self.write_deadline is not None:
+                self.write_deadline.reschedule(asyncio.get_running_loop().time())
             return False
         self.frames.append(frame)
         self.wake.set()
@@ -109,6 +113,8 @@ class Hub:
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.closing = False
+        # At most half a client's buffer per read, so a client that keeps up can always drain between reads.
+        self.batch = max(5, min(BATCH, settings.sse_client_queue_size // 2))
 
     async def start(self) -> None:
         async with self.db.session(write=False) as session:
@@ -161,13 +167,13 @@ class Hub:
             async with self.db.session(write=False) as session:
                 rows: Sequence[EventRow] = (
                     await session.scalars(
-                        select(EventRow).where(EventRow.seq > self.position).order_by(EventRow.seq).limit(BATCH)
+                        select(EventRow).where(EventRow.seq > self.position).order_by(EventRow.seq).limit(self.batch)
                     )
                 ).all()
             if not rows:
                 return
             self.fan_out([to_relayed(row) for row in rows])
-            if len(rows) < BATCH:
+            if len(rows) < self.batch:
                 return
 
     def fan_out(self, events: list[Relayed]) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
 
@@ -9,6 +11,7 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.types import Send
 
 from ..apps.deps import DatabaseDep, HubDep, SettingsDep
 from ..auth.guard import needs
@@ -18,6 +21,41 @@ from ..storage.db import Database
 from ..storage.models import EventRow
 from .cloudevents import sse_frame
 from .relay import BATCH, Client, Hub, parse_filter, to_relayed
+
+log = logging.getLogger(__name__)
+
+
+class EventStreamResponse(StreamingResponse):
+    """A stream whose writes can be cut off: when the client stops reading, the server's send blocks on a full
+    socket, so the hub's "too slow" verdict (or the write timeout) must interrupt the send itself. The response
+    is then left incomplete, which makes the server close the connection and free its buffers."""
+
+    def __init__(self, content: AsyncIterator[bytes], client: Client, write_timeout: float) -> None:
+        super().__init__(
+            content,
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Connection": "keep-alive"},
+        )
+        self.client = client
+        self.write_timeout = write_timeout
+        self.content = content
+
+    async def stream_response(self, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        async for chunk in self.content:
+            try:
+                async with asyncio.timeout(self.write_timeout) as deadline:
+                    self.client.write_deadline = deadline
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            except TimeoutError:
+                self.client.close(self.client.close_reason or "too slow: not reading")
+                log.info("cutting off SSE client %d: %s", self.client.id, self.client.close_reason)
+                await self.content.aclose()  # type: ignore[attr-defined]
+                return
+            finally:
+                self.client.write_deadline = None
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
 
 router = APIRouter(tags=["events"], dependencies=needs(Role.VIEWER))
 
@@ -122,11 +160,7 @@ async def stream(
 
     if hub.closing:
         client.close("server shutdown")
-    return StreamingResponse(
-        body(),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Connection": "keep-alive"},
-    )
+    return EventStreamResponse(body(), client, settings.sse_write_timeout_seconds)
 
 
 __all__ = ["Hub", "router"]

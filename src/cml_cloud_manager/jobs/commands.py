@@ -124,7 +124,12 @@ class CommandRunner:
             await outbox.append(
                 session,
                 "command.started",
-                {"command_id": candidate.id, "type": candidate.type, "attempt": candidate.attempts},
+                {
+                    "command_id": candidate.id,
+                    "type": candidate.type,
+                    "attempt": candidate.attempts,
+                    "claimed_by": self.ctx.process_id,
+                },
                 worker_id=candidate.worker_id,
             )
             return candidate

@@ -20,6 +20,7 @@ from typing import Any
 from prometheus_client import Counter, Histogram
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..config import Settings
 from ..errors import Conflict
@@ -163,6 +164,7 @@ class Scheduler:
                 )
                 session.add(row)
                 await session.flush()
+                await self._started(session, row, attempt=1)
                 return row.id
         except IntegrityError:
             return None  # another replica claimed the same tick a moment earlier
@@ -180,22 +182,42 @@ class Scheduler:
             for row in lapsed:
                 if row.job_name not in self.jobs or row.job_name in self.running:
                     continue
-                values: dict[str, Any] = {"claimed_by": self.ctx.process_id, "attempts": row.attempts + 1}
+                attempt, previous = row.attempts + 1, row.claimed_by  # the UPDATE below refreshes `row`
+                values: dict[str, Any] = {"claimed_by": self.ctx.process_id, "attempts": attempt}
                 if row.attempts >= MAX_ATTEMPTS:
                     values = {"outcome": "abandoned", "finished_at": now, "error": "its process stopped"}
+                elif row.trigger == "manual":
+                    # The "run now" command that started it is retried by the command queue: running it here
+                    # as well would run the job twice for one request.
+                    reason = "its process stopped; the command that asked for it is retried"
+                    values = {"outcome": "abandoned", "finished_at": now, "error": reason}
                 else:
                     values["lease_expires_at"] = now + timedelta(seconds=self.ctx.settings.lease_seconds)
                 result = await session.execute(
                     update(JobRunRow)
-                    .where(JobRunRow.id == row.id, JobRunRow.claimed_by == row.claimed_by)
+                    .where(JobRunRow.id == row.id, JobRunRow.claimed_by == previous)
                     .where(JobRunRow.lease_expires_at <= now)
                     .values(**values)
                 )
                 if result.rowcount == 1 and "lease_expires_at" in values:  # type: ignore[attr-defined]
-                    log.warning("taking over job %s run %d from %s", row.job_name, row.id, row.claimed_by)
+                    log.warning("taking over job %s run %d from %s", row.job_name, row.id, previous)
+                    await self._started(session, row, attempt=attempt, taken_from=previous)
                     taken.append(row)
         for row in taken:
             self._spawn(row.job_name, row.id, self.plans[row.job_name].timeout, row.trigger)
+
+    async def _started(
+        self, session: AsyncSession, row: JobRunRow, *, attempt: int, taken_from: str | None = None
+    ) -> None:
+        data = {
+            "job": row.job_name,
+            "run_id": row.id,
+            "trigger": row.trigger,
+            "claimed_by": self.ctx.process_id,
+            "attempt": attempt,
+            "taken_from": taken_from,
+        }
+        await outbox.append(session, "job.run.started", data, subject=row.job_name)
 
     def _spawn(self, name: str, run_id: int, timeout: float, trigger: str) -> asyncio.Task[dict[str, Any]]:
         task = asyncio.create_task(self._execute(name, run_id, timeout, trigger), name=f"job:{name}")
