@@ -6,7 +6,8 @@ STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install run run-api run-worker run-all run-split test test-sqlite test-postgres test-e2e lint fmt typecheck bench-jobs bench-sse clean
+.PHONY: help install run run-api run-worker run-all run-split test test-sqlite test-postgres test-e2e lint fmt typecheck bench-jobs bench-sse docker-build compose-up compose-down helm-lint deploy-check clean
+IMAGE ?= cml-cloud-manager:latest
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -65,6 +66,21 @@ bench-jobs: $(STAMP) ## time worker-metrics over 1,000 simulated workers (target
 
 bench-sse: $(STAMP) ## SSE latency, relay throughput and memory per client (PostgreSQL + Redis)
 	$(BIN)/python -m bench.sse_fanout
+
+docker-build: ## build the container image (IMAGE=...)
+	docker build -t $(IMAGE) .
+
+compose-up: ## the whole stack in Docker → http://localhost:8020/
+	CML_IMAGE=$(IMAGE) docker compose up -d --build
+
+compose-down: ## stop the Docker stack (keeps volumes)
+	docker compose --profile observability down
+
+helm-lint: $(STAMP) ## lint and render the Helm chart with Helm's engine
+	$(BIN)/python deploy/helm/lint.py
+
+deploy-check: $(STAMP) ## every deployment check (compose, Dockerfile, systemd, Helm, settings coverage)
+	TEST_DATABASE=sqlite $(BIN)/pytest tests/deploy $(PYTEST_ARGS)
 
 clean: ## remove the virtual environment and local data
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

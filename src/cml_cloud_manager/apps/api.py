@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,6 +20,7 @@ from ..config import Role, Settings
 from ..events import sse
 from ..events.relay import Hub
 from ..health import endpoints as health
+from ..health import service as health_service
 from ..jobs import endpoints as commands
 from ..labs import endpoints as labs
 from ..licensing import endpoints as licensing
@@ -28,7 +31,7 @@ from . import problems
 from .http_metrics import HttpMetrics
 from .runtime import open_runtime
 from .security import SecurityMiddleware
-from .worker import WorkerRuntime
+from .worker import WorkerRuntime, process_id
 
 log = logging.getLogger(__name__)
 UI = Path(__file__).parent.parent / "ui"
@@ -65,6 +68,13 @@ def create_app(role: Role, settings: Settings) -> FastAPI:
             app.state.authenticator = authenticator
             await authenticator.start()
             await hub.start()
+            api_id = process_id(Role.API)
+            beating = asyncio.create_task(
+                health_service.keep_beating(
+                    runtime.db, process_id=api_id, role="api", every=settings.worker_heartbeat_seconds
+                ),
+                name="api-heartbeat",
+            )
             worker = None
             if role.runs_jobs:
                 worker = WorkerRuntime(runtime.db, settings, runtime.integrations, role)
@@ -74,7 +84,11 @@ def create_app(role: Role, settings: Settings) -> FastAPI:
             try:
                 yield
             finally:
+                beating.cancel()
                 await hub.shutdown()
+                with contextlib.suppress(Exception):  # a stale row ages out of the health page anyway
+                    async with runtime.db.session() as session:
+                        await health_service.forget(session, api_id)
                 if worker is not None:
                     await worker.stop()
                 await authenticator.aclose()

@@ -32,7 +32,7 @@ def _location(loc: tuple[Any, ...]) -> str:
 
 async def _app_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AppError)
-    return problem(exc.status_code, exc.code, exc.message, **({"context": exc.detail} if exc.detail else {}))
+    return problem(exc.status_code, exc.code, exc.message, **exc.detail)
 
 
 async def _validation(request: Request, exc: Exception) -> JSONResponse:

@@ -132,10 +132,15 @@ async def stream(
 
     async def body() -> AsyncIterator[bytes]:
         try:
-            yield b"retry: 3000\n" + sse_frame(
-                {"client_id": client.id, "sequence": position, "resuming_after": after}, event="connected"
-            )
             reset = after is not None and (after > (newest or 0) or (oldest is not None and after < oldest - 1))
+            # The id lets a browser that drops right after this frame resume from the right place: after what
+            # it already had when resuming, else after the snapshot's position.
+            resume_from = after if after is not None and not reset else position
+            yield b"retry: 3000\n" + sse_frame(
+                {"client_id": client.id, "sequence": position, "resuming_after": after},
+                event="connected",
+                seq=resume_from,
+            )
             if reset:
                 yield sse_frame(
                     {"reason": "Last-Event-ID is outside the retained events; refetch state", "last": after},

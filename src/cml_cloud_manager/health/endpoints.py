@@ -6,12 +6,15 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
+from sqlalchemy import func, select
 
 from ..apps.deps import DatabaseDep, HubDep, SettingsDep
 from ..auth.guard import PUBLIC
 from ..config import Role
-from .service import worker_liveness
+from ..storage.models import WorkerRow
+from ..workers.domain import WorkerStatus
+from .service import api_replicas, worker_liveness
 
 router = APIRouter(tags=["health"], dependencies=PUBLIC)
 
@@ -20,12 +23,13 @@ router = APIRouter(tags=["health"], dependencies=PUBLIC)
 async def health(request: Request, db: DatabaseDep, hub: HubDep, settings: SettingsDep) -> JSONResponse:
     role: Role = request.app.state.role
     worker: dict[str, Any] = {"alive": False, "last_heartbeat": None, "replicas": 0}
+    replicas: list[dict[str, Any]] = []
     database = "down"
     try:
         async with db.session(write=False) as session:
-            worker = await worker_liveness(
-                session, now=await db.now(session), alive_seconds=settings.worker_alive_seconds
-            )
+            now = await db.now(session)
+            worker = await worker_liveness(session, now=now, alive_seconds=settings.worker_alive_seconds)
+            replicas = await api_replicas(session, now=now, alive_seconds=settings.worker_alive_seconds)
         database = "up"
     except Exception:  # health must answer even when the database does not
         pass
@@ -45,6 +49,7 @@ async def health(request: Request, db: DatabaseDep, hub: HubDep, settings: Setti
             "sse_clients": len(hub.clients),
             "background_jobs": "enabled" if role.runs_jobs else "disabled",
             "worker": worker,
+            "api_replicas": replicas,
         },
     }
     if not worker["alive"] and database == "up":
@@ -52,6 +57,20 @@ async def health(request: Request, db: DatabaseDep, hub: HubDep, settings: Setti
     return JSONResponse(body, status_code=503 if database == "down" else 200)
 
 
+FLEET_CPU = Gauge("fleet_cpu_percent_avg", "Average CPU % of running CML workers, from their latest sample")
+
+
 @router.get("/metrics", include_in_schema=False)
-async def metrics() -> Response:
+async def metrics(db: DatabaseDep) -> Response:
+    # Computed at scrape time from the database, so every API replica reports the same fleet figure.
+    try:
+        async with db.session(write=False) as session:
+            average = (
+                await session.execute(
+                    select(func.avg(WorkerRow.cpu_percent)).where(WorkerRow.status == WorkerStatus.RUNNING)
+                )
+            ).scalar()
+        FLEET_CPU.set(float(average) if average is not None else float("nan"))
+    except Exception:  # a scrape must not fail because the database does
+        FLEET_CPU.set(float("nan"))
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

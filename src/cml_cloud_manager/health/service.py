@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import os
+import socket
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ..storage.db import Database
 from ..storage.models import ProcessRow
+
+log = logging.getLogger(__name__)
 
 JOB_ROLES = ("worker", "all")
 
@@ -67,3 +74,37 @@ async def worker_liveness(session: AsyncSession, *, now: datetime, alive_seconds
             for row in alive
         ],
     }
+
+
+async def api_replicas(session: AsyncSession, *, now: datetime, alive_seconds: float) -> list[dict[str, Any]]:
+    cutoff = now - timedelta(seconds=alive_seconds)
+    rows = (
+        await session.scalars(
+            select(ProcessRow)
+            .where(ProcessRow.role == "api", ProcessRow.last_heartbeat >= cutoff)
+            .order_by(ProcessRow.id)
+        )
+    ).all()
+    return [
+        {"id": row.id, "last_heartbeat": row.last_heartbeat.isoformat(), "started_at": row.started_at.isoformat()}
+        for row in rows
+    ]
+
+
+async def keep_beating(db: Database, *, process_id: str, role: str, every: float) -> None:
+    """The API's heartbeat, so the health page can list API replicas; failures only skip a beat."""
+    while True:
+        try:
+            async with db.session() as session:
+                await beat(
+                    session,
+                    process_id=process_id,
+                    role=role,
+                    hostname=socket.gethostname(),
+                    pid=os.getpid(),
+                    now=await db.now(session),
+                    jobs={},
+                )
+        except Exception as exc:
+            log.warning("API heartbeat failed: %s", exc)
+        await asyncio.sleep(every)

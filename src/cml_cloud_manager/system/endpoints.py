@@ -98,6 +98,17 @@ async def run_job(name: str, db: DatabaseDep, settings: SettingsDep) -> JSONResp
         return await queue(db, settings, "system.run-job", {"job": name}, session=session)
 
 
+@router.get("/config", summary="Settings the UI needs to explain what it shows (no secrets)")
+async def public_config(settings: SettingsDep) -> dict[str, Any]:
+    return {
+        "idle_timeout_minutes": settings.idle_timeout_minutes,
+        "idle_snooze_minutes": settings.idle_snooze_minutes,
+        "aws_regions": settings.aws_regions,
+        "cml_instance_type": settings.cml_instance_type,
+        "auth_mode": settings.auth_mode,
+    }
+
+
 @router.get("/settings", summary="Runtime overrides of settings")
 async def get_settings(db: DatabaseDep) -> dict[str, Any]:
     async with db.session(write=False) as session:

@@ -32,7 +32,9 @@ export async function runCommand(method, url, label, options = {}) {
     const accepted = await request(method, url, options);
     return { done: track(accepted, label) };
   } catch (error) {
-    reportError(error, `${label}: refused`);
+    // 429 is "not yet" (a refresh moments after the last one), not a failure to investigate.
+    if (error.status === 429) toast({ kind: "warning", title: `${label}: not yet`, message: error.message });
+    else reportError(error, `${label}: refused`);
     return null;
   }
 }
@@ -91,18 +93,43 @@ export function workerButtons(worker, { detail = false } = {}) {
   const out = [];
   const id = worker.id;
   if (can("worker.start") && (detail || worker.status === "stopped"))
-    out.push(button("Start", (b) => startWorker(worker, b), { key: `start-${id}`, disabled: !allowed("start", worker), title: why("start", worker) }));
+    out.push(
+      button("Start", (b) => startWorker(worker, b), {
+        key: `start-${id}`,
+        disabled: !allowed("start", worker),
+        title: why("start", worker),
+      }),
+    );
   if (can("worker.stop") && (detail || worker.status !== "stopped"))
-    out.push(button("Stop", (b) => stopWorker(worker, b), { key: `stop-${id}`, disabled: !allowed("stop", worker), title: why("stop", worker) }));
+    out.push(
+      button("Stop", (b) => stopWorker(worker, b), {
+        key: `stop-${id}`,
+        disabled: !allowed("stop", worker),
+        title: why("stop", worker),
+      }),
+    );
   if (!detail) return out;
   if (can("worker.refresh"))
-    out.push(button("Refresh", (b) => refreshWorker(worker, b), { key: `refresh-${id}`, disabled: !allowed("refresh", worker), title: why("refresh", worker) ?? "Read EC2 and CML state now" }));
+    out.push(
+      button("Refresh", (b) => refreshWorker(worker, b), {
+        key: `refresh-${id}`,
+        disabled: !allowed("refresh", worker),
+        title: why("refresh", worker) ?? "Read EC2 and CML state now",
+      }),
+    );
   if (can("worker.monitoring") && !worker.detailed_monitoring)
     out.push(button("Enable detailed monitoring", (b) => enableMonitoring(worker, b), { key: `monitoring-${id}` }));
   if (can("worker.delete"))
     out.push(button("Remove from fleet", (b) => forgetWorker(worker, b), { key: `forget-${id}`, kind: "ghost" }));
   if (can("worker.terminate"))
-    out.push(button("Terminate", (b) => terminateWorker(worker, b), { key: `terminate-${id}`, kind: "danger", disabled: !allowed("terminate", worker), title: why("terminate", worker) }));
+    out.push(
+      button("Terminate", (b) => terminateWorker(worker, b), {
+        key: `terminate-${id}`,
+        kind: "danger",
+        disabled: !allowed("terminate", worker),
+        title: why("terminate", worker),
+      }),
+    );
   return out;
 }
 
@@ -113,7 +140,9 @@ export async function createWorkerDialog(regions) {
     submitLabel: "Create worker",
     fields: [
       { name: "name", label: "Name", required: true, placeholder: "cml-team-a" },
-      regions.length ? { name: "region", label: "Region", type: "select", options: regions.map((r) => [r, r]), value: regions[0] } : null,
+      regions.length
+        ? { name: "region", label: "Region", type: "select", options: regions.map((r) => [r, r]), value: regions[0] }
+        : null,
       { name: "instance_type", label: "Instance type", placeholder: "default: CML_INSTANCE_TYPE" },
       { name: "ami_id", label: "AMI id", placeholder: "default: CML_AMI_ID", pattern: "ami-[0-9a-f]{8,17}" },
     ].filter(Boolean),
@@ -133,11 +162,17 @@ export async function importWorkerDialog() {
       { name: "ami_name_pattern", label: "or AMI name pattern", placeholder: "cml2*" },
       { name: "region", label: "Region (optional)", placeholder: "us-east-1" },
     ],
-    validate: (v) => (!v.instance_id === !v.ami_name_pattern ? "Fill in exactly one of instance id or AMI name pattern." : null),
+    validate: (v) =>
+      !v.instance_id === !v.ami_name_pattern ? "Fill in exactly one of instance id or AMI name pattern." : null,
   });
   if (!values) return;
   const body = Object.fromEntries(Object.entries(values).filter(([, v]) => v !== ""));
-  await runCommand("POST", "/api/workers/import", body.instance_id ? `Import ${body.instance_id}` : `Import AMIs ${body.ami_name_pattern}`, { json: body });
+  await runCommand(
+    "POST",
+    "/api/workers/import",
+    body.instance_id ? `Import ${body.instance_id}` : `Import AMIs ${body.ami_name_pattern}`,
+    { json: body },
+  );
 }
 
 /** PUT /idle answers with the worker itself (no command), so the store is updated from that answer. */

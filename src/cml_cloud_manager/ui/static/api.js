@@ -22,6 +22,7 @@ export class ApiError extends Error {
 
 function messageFor(status, problem) {
   const detail = problem?.detail || problem?.title;
+  if (status === 403 && /csrf/i.test(detail ?? "")) return `The security check failed (${detail}); reload the page.`;
   if (status === 403) return `Your role does not allow this${detail ? `: ${detail}` : "."}`;
   if (status === 0) return "The server cannot be reached; check the connection and try again.";
   return detail || `The server answered HTTP ${status}.`;

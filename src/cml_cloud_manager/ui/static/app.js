@@ -1,5 +1,5 @@
 // Entry point: sign-in, the live connection, the banner, and the hash router that mounts one view at a time.
-import { onUnauthorized } from "./api.js";
+import { api, onUnauthorized } from "./api.js";
 import { loadSession, logout, renderLogin, role } from "./auth.js";
 import { $, fill, h } from "./dom.js";
 import { fleetView } from "./fleet.js";
@@ -27,13 +27,17 @@ function renderLive(value) {
   const indicator = $("#live");
   indicator.dataset.state = value;
   indicator.textContent = LIVE_TEXT[value] ?? value;
-  indicator.title = value === "live" ? "Receiving live updates" : "Live updates interrupted; the page catches up when the connection is back";
+  indicator.title =
+    value === "live"
+      ? "Receiving live updates"
+      : "Live updates interrupted; the page catches up when the connection is back";
 }
 
 function renderBanner(health) {
   const banner = $("#banner");
   let text = "";
-  if (health?.status === "unavailable") text = `The service is unavailable: ${health.message ?? "the database cannot be reached"}.`;
+  if (health?.status === "unavailable")
+    text = `The service is unavailable: ${health.message ?? "the database cannot be reached"}.`;
   else if (health && health.components?.worker && !health.components.worker.alive)
     text = "Read-only mode: no worker process is alive. Reads work; actions are queued until a worker starts.";
   else if (health?.status === "degraded") text = health.message ?? "Degraded: live updates may be delayed.";
@@ -44,17 +48,25 @@ function renderBanner(health) {
 function renderUser() {
   const session = state.session;
   const box = $("#user");
-  const signOut = session.auth_mode === "none" ? null : h("button", { type: "button", class: "btn btn-ghost", id: "logout" }, "Sign out");
+  const signOut =
+    session.auth_mode === "none"
+      ? null
+      : h("button", { type: "button", class: "btn btn-ghost", id: "logout" }, "Sign out");
   signOut?.addEventListener("click", async () => {
+    const mode = session.auth_mode;
     try {
       await logout();
     } catch (error) {
       reportError(error, "Sign-out failed");
     }
-    stop();
-    signIn(null);
+    signIn({ auth_mode: mode }, "You are signed out.");
   });
-  fill(box, h("span", { class: "user-name" }, session.user?.name ?? ""), h("span", { class: `role role-${role()}` }, role()), signOut);
+  fill(
+    box,
+    h("span", { class: "user-name" }, session.user?.name ?? ""),
+    h("span", { class: `role role-${role()}` }, role()),
+    signOut,
+  );
 }
 
 function mount(route, { focus = true } = {}) {
@@ -69,7 +81,14 @@ function mount(route, { focus = true } = {}) {
   else if (route.name === "worker") view = workerView(main, route.id);
   else if (route.name === "jobs") view = jobsView(main);
   else {
-    main.replaceChildren(h("section", { class: "view" }, h("h1", { tabindex: "-1" }, "Page not found"), h("p", {}, h("a", { href: "#/" }, "Back to the fleet"))));
+    main.replaceChildren(
+      h(
+        "section",
+        { class: "view" },
+        h("h1", { tabindex: "-1" }, "Page not found"),
+        h("p", {}, h("a", { href: "#/" }, "Back to the fleet")),
+      ),
+    );
   }
   document.title = `${view?.title ?? "Not found"} · CML Cloud Manager`;
   // Screen readers and keyboards start at the new page's heading, as after a real navigation.
@@ -89,6 +108,8 @@ function start() {
     snapshot: (data) => replaceWorkers(data?.workers ?? []),
     reset: () => refreshAll().catch((error) => reportError(error, "Reloading after a reset failed")),
     event: handleEvent,
+    // EventSource hides the status code; an expired session shows up on the next API call, so make one.
+    refused: () => api.get("/auth/me").catch(() => {}),
   });
   live.open();
   timers = [setInterval(loadHealth, HEALTH_EVERY_MS), setInterval(() => emit("tick"), TICK_EVERY_MS)];
@@ -106,13 +127,13 @@ function stop() {
   $("#user").replaceChildren();
 }
 
-async function signIn(problem) {
+async function signIn(problem, note = "") {
   if (signingIn) return;
   signingIn = true;
   stop();
   document.title = "Sign in · CML Cloud Manager";
   try {
-    await renderLogin(main, problem);
+    await renderLogin(main, problem, note);
   } finally {
     signingIn = false;
   }
@@ -130,12 +151,14 @@ async function boot() {
   on("health", renderBanner);
   onRoute((route) => state.session && !signingIn && mount(route));
   // Any 401 (an expired session) brings the sign-in screen back, wherever it happens.
-  onUnauthorized((problem) => signIn(problem));
+  onUnauthorized((problem) => signIn(problem, "Your session has ended; sign in again."));
   let result;
   try {
     result = await loadSession();
   } catch (error) {
-    main.replaceChildren(h("section", { class: "view" }, h("h1", {}, "CML Cloud Manager is not reachable"), h("p", {}, error.message)));
+    main.replaceChildren(
+      h("section", { class: "view" }, h("h1", {}, "CML Cloud Manager is not reachable"), h("p", {}, error.message)),
+    );
     return;
   }
   if (result.session) start();

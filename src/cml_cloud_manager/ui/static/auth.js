@@ -26,8 +26,8 @@ const NEEDS = {
   "worker.monitoring": "admin",
   "license.register": "admin",
   "license.deregister": "admin",
-  "lab.delete": "admin",
-  "lab.import": "admin",
+  "lab.delete": "operator",
+  "lab.import": "operator",
   "job.run": "admin",
   "settings.edit": "admin",
 };
@@ -79,9 +79,10 @@ export async function logout() {
  * The sign-in screen. Token mode posts the token and resolves with the session; OIDC sends the browser to the
  * provider. A 401 problem that does not say which mode offers both.
  */
-export function renderLogin(container, problem) {
-  const mode = problem?.auth_mode;
-  const loginUrl = problem?.login_url || "/auth/login";
+export function renderLogin(container, problem, note = "") {
+  // The contract puts these fields at the top of the 401 problem; the API nests them under `context` today.
+  const mode = problem?.auth_mode ?? problem?.context?.auth_mode;
+  const loginUrl = problem?.login_url ?? problem?.context?.login_url ?? "/auth/login";
   return new Promise((resolve) => {
     const error = h("p", { class: "form-error", role: "alert" });
     const input = h("input", {
@@ -117,7 +118,10 @@ export function renderLogin(container, problem) {
       }
     });
     const sso = h("a", { class: "btn btn-primary", href: loginUrl }, "Sign in with your identity provider");
-    const parts = [h("h1", {}, "Sign in to CML Cloud Manager"), problem?.detail ? h("p", { class: "muted" }, problem.detail) : null];
+    const parts = [
+      h("h1", {}, "Sign in to CML Cloud Manager"),
+      note ? h("p", { class: "muted", role: "status" }, note) : null,
+    ];
     if (mode === "oidc") parts.push(sso);
     else if (mode === "token") parts.push(form);
     else parts.push(form, h("p", { class: "muted" }, "or"), sso);

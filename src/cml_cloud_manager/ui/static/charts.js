@@ -14,8 +14,9 @@ export function lineChart(options) {
   const readout = h("span", { class: "chart-readout", "aria-hidden": "true" });
   const caption = h("figcaption", {}, h("span", { class: "chart-title" }, options.title), readout);
   const holder = h("div", { class: "chart-canvas" });
-  const figure = h("figure", { class: `chart chart-${options.series}`, dataset: { series: options.series } }, caption, holder);
   const values = options.points.map((p) => p.v).filter((v) => v != null);
+  const dataset = { series: options.series, samples: values.length };
+  const figure = h("figure", { class: `chart chart-${options.series}`, dataset }, caption, holder);
   const latest = values.at(-1);
   const fmt = (v) => (v == null ? "–" : `${options.step ? v : v.toFixed(1)}${options.unit}`);
   readout.textContent = latest == null ? "no data" : `now ${fmt(latest)}`;
@@ -28,7 +29,15 @@ export function lineChart(options) {
     const next = Math.round(holder.clientWidth);
     if (!next || next === width) return;
     width = next;
-    holder.replaceChildren(render(options, width, summary, (text) => (readout.textContent = text ?? (latest == null ? "no data" : `now ${fmt(latest)}`)), fmt));
+    holder.replaceChildren(
+      render(
+        options,
+        width,
+        summary,
+        (text) => (readout.textContent = text ?? (latest == null ? "no data" : `now ${fmt(latest)}`)),
+        fmt,
+      ),
+    );
   };
   new ResizeObserver(draw).observe(holder);
   return figure;
@@ -53,11 +62,19 @@ function render(o, width, summary, setReadout, fmt) {
     const value = top * f;
     return [
       svg("line", { class: "chart-grid", x1: PAD.left, x2: PAD.left + innerW, y1: y(value), y2: y(value) }),
-      svg("text", { class: "chart-axis", x: PAD.left - 6, y: y(value) + 4, "text-anchor": "end" }, `${Math.round(value)}${o.unit}`),
+      svg(
+        "text",
+        { class: "chart-axis", x: PAD.left - 6, y: y(value) + 4, "text-anchor": "end" },
+        `${Math.round(value)}${o.unit}`,
+      ),
     ];
   });
   const ticks = [o.from, (o.from + o.to) / 2, o.to].map((t, i) =>
-    svg("text", { class: "chart-axis", x: x(t), y: HEIGHT - 6, "text-anchor": ["start", "middle", "end"][i] }, label(t, o.to - o.from)),
+    svg(
+      "text",
+      { class: "chart-axis", x: x(t), y: HEIGHT - 6, "text-anchor": ["start", "middle", "end"][i] },
+      label(t, o.to - o.from),
+    ),
   );
 
   // A missing sample breaks the line rather than drawing a slope through a gap we know nothing about.
@@ -71,10 +88,12 @@ function render(o, width, summary, setReadout, fmt) {
   }
   if (current.length) segments.push(current);
   const lineOf = (points) =>
-    points.map((p, i) => {
-      const cmd = i === 0 ? "M" : o.step ? `H${x(p.t).toFixed(1)}V` : "L";
-      return o.step && i > 0 ? `${cmd}${y(p.v).toFixed(1)}` : `${cmd}${x(p.t).toFixed(1)},${y(p.v).toFixed(1)}`;
-    }).join("");
+    points
+      .map((p, i) => {
+        const cmd = i === 0 ? "M" : o.step ? `H${x(p.t).toFixed(1)}V` : "L";
+        return o.step && i > 0 ? `${cmd}${y(p.v).toFixed(1)}` : `${cmd}${x(p.t).toFixed(1)},${y(p.v).toFixed(1)}`;
+      })
+      .join("");
   const paths = segments.flatMap((points) => {
     const line = lineOf(points);
     const area = `${line}V${y(0)}H${x(points[0].t).toFixed(1)}Z`;
@@ -103,9 +122,21 @@ function render(o, width, summary, setReadout, fmt) {
 
   return svg(
     "svg",
-    { class: "chart-svg", width, height: HEIGHT, viewBox: `0 0 ${width} ${HEIGHT}`, role: "img", "aria-label": summary },
+    {
+      class: "chart-svg",
+      width,
+      height: HEIGHT,
+      viewBox: `0 0 ${width} ${HEIGHT}`,
+      role: "img",
+      "aria-label": summary,
+    },
     svg("title", {}, summary),
-    grid, ticks, paths, dot, cursor, hit,
+    grid,
+    ticks,
+    paths,
+    dot,
+    cursor,
+    hit,
   );
 }
 

@@ -16,7 +16,12 @@ export function track(accepted, label) {
     : accepted.message || "Queued: no worker process is alive, so it will run when one starts.";
   const entry = {
     label,
-    toast: toast({ kind: accepted.worker_alive ? "progress" : "warning", title: label, message: queuedMessage, sticky: true }),
+    toast: toast({
+      kind: accepted.worker_alive ? "progress" : "warning",
+      title: label,
+      message: queuedMessage,
+      sticky: true,
+    }),
     poll: null,
   };
   entry.toast.node.dataset.commandId = accepted.command_id;
@@ -40,7 +45,10 @@ export function handleCommandEvent(event) {
   }
   switch (event.type) {
     case "command.started":
-      entry.toast.update({ kind: "progress", message: data.attempt > 1 ? `Running (attempt ${data.attempt})…` : "Running…" });
+      entry.toast.update({
+        kind: "progress",
+        message: data.attempt > 1 ? `Running (attempt ${data.attempt})…` : "Running…",
+      });
       break;
     case "command.progress":
       entry.toast.update({ kind: "progress", message: data.message });

@@ -23,7 +23,12 @@ export function clock(iso) {
   return iso ? timeOnly.format(new Date(iso)) : DASH;
 }
 
-const dayAndTime = new Intl.DateTimeFormat(undefined, { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
+const dayAndTime = new Intl.DateTimeFormat(undefined, {
+  month: "short",
+  day: "numeric",
+  hour: "2-digit",
+  minute: "2-digit",
+});
 
 /** Time of day for today's timestamps, day and time for older ones. */
 export function short(iso) {
@@ -48,11 +53,14 @@ export function duration(seconds) {
   if (seconds == null) return DASH;
   if (seconds < 1) return `${Math.round(seconds * 1000)} ms`;
   if (seconds < 60) return `${seconds < 10 ? seconds.toFixed(1) : Math.round(seconds)}s`;
+  // Whole units read as "10m" rather than "10m 0s".
+  const pair = (big, bigUnit, small, smallUnit) =>
+    small ? `${big}${bigUnit} ${small}${smallUnit}` : `${big}${bigUnit}`;
   const minutes = Math.floor(seconds / 60);
-  if (minutes < 60) return `${minutes}m ${Math.round(seconds % 60)}s`;
+  if (minutes < 60) return pair(minutes, "m", Math.round(seconds % 60), "s");
   const hours = Math.floor(minutes / 60);
-  if (hours < 48) return `${hours}h ${minutes % 60}m`;
-  return `${Math.floor(hours / 24)}d ${hours % 24}h`;
+  if (hours < 48) return pair(hours, "h", minutes % 60, "m");
+  return pair(Math.floor(hours / 24), "d", hours % 24, "h");
 }
 
 export function isoOrNull(date) {

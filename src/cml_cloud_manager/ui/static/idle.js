@@ -27,7 +27,11 @@ export function idleInfo(worker, { config, jobEnabled = true, now = Date.now() }
   if (stopAt <= now) return { state: "due", text: "idle: stops at next check", stopAt };
   const left = countdown(stopAt - now);
   const snoozed = stopAt > idleStop;
-  return { state: snoozed ? "snoozed" : "counting", text: `${approx}stops in ${left}${snoozed ? " (snoozed)" : ""}`, stopAt };
+  return {
+    state: snoozed ? "snoozed" : "counting",
+    text: `${approx}stops in ${left}${snoozed ? " (snoozed)" : ""}`,
+    stopAt,
+  };
 }
 
 function countdown(ms) {

@@ -23,24 +23,31 @@ export function awsPanel() {
     node: panel("AWS", facts),
     update(w) {
       const d = w.details ?? {};
-      const groups = (d.security_groups ?? []).map((g) => (typeof g === "string" ? g : `${g.name ?? g.group_name ?? ""} ${g.id ?? g.group_id ?? ""}`.trim()));
-      fill(facts, definitionList([
-        ["Instance", mono(w.aws_instance_id)],
-        ["Type", w.instance_type],
-        ["Region / zone", `${w.aws_region}${d.availability_zone ? ` / ${d.availability_zone}` : ""}`],
-        ["AMI", [mono(w.ami_id), w.ami_name ? h("small", { class: "muted block" }, w.ami_name) : null]],
-        ["Public IP", mono(w.public_ip)],
-        ["Private IP", mono(w.private_ip)],
-        d.public_dns ? ["Public DNS", mono(d.public_dns)] : null,
-        ["Subnet", mono(d.subnet_id)],
-        ["VPC", mono(d.vpc_id)],
-        ["Security groups", groups.length ? groups.map((g) => h("span", { class: "chip mono" }, g)) : DASH],
-        d.key_name ? ["Key pair", d.key_name] : null,
-        ["Status checks", w.status_checks ? badge(w.status_checks) : DASH],
-        ["Detailed monitoring", w.detailed_monitoring ? "on" : "off"],
-        ["Launched", stamp(w.launched_at)],
-        d.state_reason ? ["State reason", typeof d.state_reason === "string" ? d.state_reason : JSON.stringify(d.state_reason)] : null,
-      ]));
+      const groups = (d.security_groups ?? []).map((g) =>
+        typeof g === "string" ? g : `${g.name ?? g.group_name ?? ""} ${g.id ?? g.group_id ?? ""}`.trim(),
+      );
+      fill(
+        facts,
+        definitionList([
+          ["Instance", mono(w.aws_instance_id)],
+          ["Type", w.instance_type],
+          ["Region / zone", `${w.aws_region}${d.availability_zone ? ` / ${d.availability_zone}` : ""}`],
+          ["AMI", [mono(w.ami_id), w.ami_name ? h("small", { class: "muted block" }, w.ami_name) : null]],
+          ["Public IP", mono(w.public_ip)],
+          ["Private IP", mono(w.private_ip)],
+          d.public_dns ? ["Public DNS", mono(d.public_dns)] : null,
+          ["Subnet", mono(d.subnet_id)],
+          ["VPC", mono(d.vpc_id)],
+          ["Security groups", groups.length ? groups.map((g) => h("span", { class: "chip mono" }, g)) : DASH],
+          d.key_name ? ["Key pair", d.key_name] : null,
+          ["Status checks", w.status_checks ? badge(w.status_checks) : DASH],
+          ["Detailed monitoring", w.detailed_monitoring ? "on" : "off"],
+          ["Launched", stamp(w.launched_at)],
+          d.state_reason
+            ? ["State reason", typeof d.state_reason === "string" ? d.state_reason : JSON.stringify(d.state_reason)]
+            : null,
+        ]),
+      );
     },
   };
 }
@@ -50,44 +57,71 @@ export function cmlPanel() {
   return {
     node: panel("CML", facts),
     update(w) {
-      fill(facts, definitionList([
-        ["Version", w.cml_version || DASH],
-        ["Service", [badge(w.service_status), w.service_reason ? h("small", { class: "muted block" }, w.service_reason) : null]],
-        ["Ready", w.cml_ready ? "yes" : "no"],
-        ["Compute hosts", String(w.compute_hosts ?? DASH)],
-        ["CPU", meter(w.cpu_percent, "CPU")],
-        ["Memory", meter(w.memory_percent, "Memory")],
-        ["Disk", meter(w.disk_percent, "Disk")],
-        ["Labs", String(w.labs_count)],
-        ["Measured", stamp(w.metrics_at)],
-      ]));
+      fill(
+        facts,
+        definitionList([
+          ["Version", w.cml_version || DASH],
+          [
+            "Service",
+            [badge(w.service_status), w.service_reason ? h("small", { class: "muted block" }, w.service_reason) : null],
+          ],
+          ["Ready", w.cml_ready ? "yes" : "no"],
+          ["Compute hosts", String(w.compute_hosts ?? DASH)],
+          ["CPU", meter(w.cpu_percent, "CPU")],
+          ["Memory", meter(w.memory_percent, "Memory")],
+          ["Disk", meter(w.disk_percent, "Disk")],
+          ["Labs", String(w.labs_count)],
+          ["Measured", stamp(w.metrics_at)],
+        ]),
+      );
     },
   };
 }
 
 export function licensePanel(getWorker) {
   const facts = h("div");
-  const token = h("input", { id: "license-token", name: "token", type: "password", required: true, autocomplete: "off", spellcheck: "false", minlength: "10" });
+  const token = h("input", {
+    id: "license-token",
+    name: "token",
+    type: "password",
+    required: true,
+    autocomplete: "off",
+    spellcheck: "false",
+    minlength: "10",
+  });
   const submit = h("button", { type: "submit", class: "btn btn-primary" }, "Register");
-  const form = h("form", { class: "inline-form", "aria-label": "Register the license" },
-    h("div", { class: "field" }, h("label", { for: "license-token" }, "Smart Licensing token"), token), submit);
+  const form = h(
+    "form",
+    { class: "inline-form", "aria-label": "Register the license" },
+    h("div", { class: "field" }, h("label", { for: "license-token" }, "Smart Licensing token"), token),
+    submit,
+  );
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     const w = getWorker();
     busy(submit, async () => {
-      const sent = await runCommand("POST", path`/api/workers/${w.id}/license`, `Register license of ${w.name}`, { json: { token: token.value.trim() } });
+      const sent = await runCommand("POST", path`/api/workers/${w.id}/license`, `Register license of ${w.name}`, {
+        json: { token: token.value.trim() },
+      });
       if (sent) token.value = ""; // the token is a secret: do not leave it in the page
     });
   });
-  const deregister = button("Deregister", async (btn) => {
-    const w = getWorker();
-    const ok = await confirmDialog({
-      title: `Deregister the license of ${w.name}?`,
-      message: `${w.name} returns its Smart Licensing entitlement; labs beyond the evaluation limits stop working.`,
-      confirmLabel: `Deregister ${w.name}`,
-    });
-    if (ok) await busy(btn, () => runCommand("DELETE", path`/api/workers/${w.id}/license`, `Deregister license of ${w.name}`));
-  }, { kind: "danger", key: "license-deregister" });
+  const deregister = button(
+    "Deregister",
+    async (btn) => {
+      const w = getWorker();
+      const ok = await confirmDialog({
+        title: `Deregister the license of ${w.name}?`,
+        message: `${w.name} returns its Smart Licensing entitlement; labs beyond the evaluation limits stop working.`,
+        confirmLabel: `Deregister ${w.name}`,
+      });
+      if (ok)
+        await busy(btn, () =>
+          runCommand("DELETE", path`/api/workers/${w.id}/license`, `Deregister license of ${w.name}`),
+        );
+    },
+    { kind: "danger", key: "license-deregister" },
+  );
   const controls = h("div", { class: "panel-controls" });
   if (can("license.register")) controls.append(form);
   if (can("license.deregister")) controls.append(deregister);
@@ -105,21 +139,51 @@ export function licensePanel(getWorker) {
 
 export function idlePanel(getWorker) {
   const facts = h("div");
-  const toggle = button("", (btn) => {
-    const w = getWorker();
-    updateIdle(w, { enabled: !w.idle_detection_enabled }, btn);
-  }, { key: "idle-toggle" });
+  const toggle = button(
+    "",
+    (btn) => {
+      const w = getWorker();
+      updateIdle(w, { enabled: !w.idle_detection_enabled }, btn);
+    },
+    { key: "idle-toggle" },
+  );
   toggle.setAttribute("aria-describedby", "idle-toggle-help");
-  const minutes = h("input", { id: "snooze-minutes", name: "snooze_minutes", type: "number", min: "1", max: "10080", step: "1", value: "60", required: true, inputmode: "numeric" });
+  const minutes = h("input", {
+    id: "snooze-minutes",
+    name: "snooze_minutes",
+    type: "number",
+    min: "1",
+    max: "10080",
+    step: "1",
+    value: "60",
+    required: true,
+    inputmode: "numeric",
+  });
   const snooze = h("button", { type: "submit", class: "btn" }, "Snooze");
-  const form = h("form", { class: "inline-form", "aria-label": "Snooze idle detection" },
-    h("div", { class: "field" }, h("label", { for: "snooze-minutes" }, "Snooze for (minutes)"), minutes), snooze);
+  const form = h(
+    "form",
+    { class: "inline-form", "aria-label": "Snooze idle detection" },
+    h("div", { class: "field" }, h("label", { for: "snooze-minutes" }, "Snooze for (minutes)"), minutes),
+    snooze,
+  );
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     updateIdle(getWorker(), { snooze_minutes: Number(minutes.value) }, snooze);
   });
   const controls = h("div", { class: "panel-controls" });
-  if (can("idle.toggle")) controls.append(h("div", {}, toggle, h("small", { id: "idle-toggle-help", class: "muted block" }, "Idle detection stops this worker when nobody used CML for the idle timeout.")));
+  if (can("idle.toggle"))
+    controls.append(
+      h(
+        "div",
+        {},
+        toggle,
+        h(
+          "small",
+          { id: "idle-toggle-help", class: "muted block" },
+          "Idle detection stops this worker when nobody used CML for the idle timeout.",
+        ),
+      ),
+    );
   if (can("idle.snooze")) controls.append(form);
   return {
     node: panel("Activity & idle detection", facts, controls),
@@ -127,16 +191,31 @@ export function idlePanel(getWorker) {
       const jobEnabled = idleJobEnabled(state.jobs);
       const info = idleInfo(w, { config: state.config, jobEnabled });
       const timeout = `${state.config.idle_timeout_minutes} min${state.config.assumed ? " (assumed default)" : ""}`;
-      fill(facts, definitionList([
-        ["Idle stop", h("span", { class: `idle idle-${info.state}` }, info.text)],
-        ["Detection", w.idle_detection_enabled ? (jobEnabled ? "enabled" : "enabled, but the idle-detection job is off") : "disabled for this worker"],
-        ["Idle timeout", timeout],
-        ["Last activity", stamp(w.last_activity_at)],
-        ["Last resumed", stamp(w.last_resumed_at)],
-        ["Snoozed until", w.snoozed_until && new Date(w.snoozed_until) > new Date() ? h("time", { datetime: w.snoozed_until }, when(w.snoozed_until)) : DASH],
-        ["Stopped for idleness", String(w.auto_pauses)],
-        ["Stopped by hand", String(w.manual_pauses)],
-      ]));
+      fill(
+        facts,
+        definitionList([
+          ["Idle stop", h("span", { class: `idle idle-${info.state}` }, info.text)],
+          [
+            "Detection",
+            w.idle_detection_enabled
+              ? jobEnabled
+                ? "enabled"
+                : "enabled, but the idle-detection job is off"
+              : "disabled for this worker",
+          ],
+          ["Idle timeout", timeout],
+          ["Last activity", stamp(w.last_activity_at)],
+          ["Last resumed", stamp(w.last_resumed_at)],
+          [
+            "Snoozed until",
+            w.snoozed_until && new Date(w.snoozed_until) > new Date()
+              ? h("time", { datetime: w.snoozed_until }, when(w.snoozed_until))
+              : DASH,
+          ],
+          ["Stopped for idleness", String(w.auto_pauses)],
+          ["Stopped by hand", String(w.manual_pauses)],
+        ]),
+      );
       toggle.textContent = w.idle_detection_enabled ? "Disable idle detection" : "Enable idle detection";
     },
   };
@@ -147,9 +226,13 @@ export function tagsPanel(getWorker) {
   const key = h("input", { id: "tag-key", name: "key", required: true, maxlength: "128", autocomplete: "off" });
   const value = h("input", { id: "tag-value", name: "value", maxlength: "256", autocomplete: "off" });
   const add = h("button", { type: "submit", class: "btn" }, "Set tag");
-  const form = h("form", { class: "inline-form", "aria-label": "Set a tag" },
+  const form = h(
+    "form",
+    { class: "inline-form", "aria-label": "Set a tag" },
     h("div", { class: "field" }, h("label", { for: "tag-key" }, "Key"), key),
-    h("div", { class: "field" }, h("label", { for: "tag-value" }, "Value"), value), add);
+    h("div", { class: "field" }, h("label", { for: "tag-value" }, "Value"), value),
+    add,
+  );
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     const w = getWorker();
@@ -163,10 +246,34 @@ export function tagsPanel(getWorker) {
     node: panel("Tags", list, editable ? form : null),
     update(w) {
       const entries = Object.entries(w.tags ?? {}).sort(([a], [b]) => a.localeCompare(b));
-      fill(list, entries.length ? h("ul", { class: "tag-list" }, entries.map(([k, v]) => h("li", { class: "chip" },
-        h("span", { class: "mono" }, `${k} = ${v}`),
-        editable ? button("×", (btn) => busy(btn, () => runCommand("PUT", path`/api/workers/${w.id}/tags`, `Remove tag ${k} from ${w.name}`, { json: { remove: [k] } })), { kind: "mini", key: `tag-remove-${k}`, title: `Remove tag ${k}` }) : null,
-      ))) : h("p", { class: "muted" }, "No tags."));
+      fill(
+        list,
+        entries.length
+          ? h(
+              "ul",
+              { class: "tag-list" },
+              entries.map(([k, v]) =>
+                h(
+                  "li",
+                  { class: "chip" },
+                  h("span", { class: "mono" }, `${k} = ${v}`),
+                  editable
+                    ? button(
+                        "×",
+                        (btn) =>
+                          busy(btn, () =>
+                            runCommand("PUT", path`/api/workers/${w.id}/tags`, `Remove tag ${k} from ${w.name}`, {
+                              json: { remove: [k] },
+                            }),
+                          ),
+                        { kind: "mini", key: `tag-remove-${k}`, title: `Remove tag ${k}` },
+                      )
+                    : null,
+                ),
+              ),
+            )
+          : h("p", { class: "muted" }, "No tags."),
+      );
       for (const b of list.querySelectorAll("button")) b.setAttribute("aria-label", b.title);
     },
   };

@@ -12,7 +12,7 @@ let counter = 0;
 
 export async function loadWorkers() {
   const items = [];
-  for (let offset = 0; ; ) {
+  for (let offset = 0; ;) {
     const page = await api.get(`/api/workers?limit=${PAGE}&offset=${offset}`);
     items.push(...page.items);
     offset += page.items.length;

@@ -13,11 +13,18 @@ export function timelinePanel(workerId) {
   const events = new Map(); // sequence → envelope
   const list = h("ol", { class: "timeline", "aria-label": "Events, newest first" });
   const status = h("p", { class: "muted" }, "Loading events…");
-  const node = h("section", { class: "panel card wide", "aria-labelledby": "panel-timeline" }, h("h2", { id: "panel-timeline" }, "Event timeline"), status, list);
+  const node = h(
+    "section",
+    { class: "panel card wide", "aria-labelledby": "panel-timeline" },
+    h("h2", { id: "panel-timeline" }, "Event timeline"),
+    status,
+    list,
+  );
 
   async function load() {
     try {
-      for (const event of await api.get(path`/api/workers/${workerId}/events?limit=${LOAD}`)) events.set(event.sequence, event);
+      for (const event of await api.get(path`/api/workers/${workerId}/events?limit=${LOAD}`))
+        events.set(event.sequence, event);
       render();
     } catch (error) {
       status.textContent = `Events could not be loaded: ${error.message}`;
@@ -43,7 +50,9 @@ export function timelinePanel(workerId) {
 
 function item(event) {
   const kind = event.type.split(".")[0];
-  return h("li", { class: `event event-${kind}`, dataset: { seq: event.sequence, type: event.type } },
+  return h(
+    "li",
+    { class: `event event-${kind}`, dataset: { seq: event.sequence, type: event.type } },
     h("time", { datetime: event.time, title: when(event.time) }, short(event.time)),
     h("span", { class: "event-type" }, event.type),
     h("span", { class: "event-text" }, describe(event)),
@@ -75,9 +84,17 @@ export function describe(event) {
       return `${d.type} failed: ${d.error}`;
   }
   if (event.type === "lab.state.changed") return [`${d.title} `, badge(d.previous), " → ", badge(d.state)];
-  if (event.type.startsWith("lab.")) return [d.title ?? d.lab_title ?? d.cml_lab_id ?? "", d.state ? [" ", badge(d.state)] : ""];
-  if (d.changes) return Object.entries(d.changes).map(([k, v]) => `${k}: ${format(v)}`).join(", ");
-  return Object.entries(d).filter(([k]) => k !== "name").map(([k, v]) => `${k}: ${format(v)}`).join(", ").slice(0, 200);
+  if (event.type.startsWith("lab."))
+    return [d.title ?? d.lab_title ?? d.cml_lab_id ?? "", d.state ? [" ", badge(d.state)] : ""];
+  if (d.changes)
+    return Object.entries(d.changes)
+      .map(([k, v]) => `${k}: ${format(v)}`)
+      .join(", ");
+  return Object.entries(d)
+    .filter(([k]) => k !== "name")
+    .map(([k, v]) => `${k}: ${format(v)}`)
+    .join(", ")
+    .slice(0, 200);
 }
 
 function format(value) {

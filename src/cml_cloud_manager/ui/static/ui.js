@@ -3,6 +3,7 @@ import { h } from "./dom.js";
 
 // ---- toasts ---------------------------------------------------------------------------------------------------
 
+const MAX_TOASTS = 5;
 const ICONS = { info: "ℹ", progress: "", success: "✓", error: "✕", warning: "!" };
 
 /**
@@ -15,7 +16,13 @@ export function toast({ kind = "info", title = "", message = "", sticky = false,
   const titleEl = h("strong", { class: "toast-title" });
   const messageEl = h("span", { class: "toast-message" });
   const close = h("button", { type: "button", class: "toast-close", "aria-label": "Dismiss" }, "×");
-  const node = h("div", { class: "toast", role: "status" }, icon, h("div", { class: "toast-body" }, titleEl, messageEl), close);
+  const node = h(
+    "div",
+    { class: "toast", role: "status" },
+    icon,
+    h("div", { class: "toast-body" }, titleEl, messageEl),
+    close,
+  );
   let timer = null;
 
   const handle = {
@@ -46,6 +53,9 @@ export function toast({ kind = "info", title = "", message = "", sticky = false,
   close.addEventListener("click", handle.close);
   render();
   region.append(node);
+  // A burst of finished commands must not bury the page: drop the oldest toasts that need no attention.
+  const settled = [...region.children].filter((t) => t.dataset.kind === "success" || t.dataset.kind === "info");
+  for (const old of settled.slice(0, Math.max(0, region.children.length - MAX_TOASTS))) old.remove();
   return handle;
 }
 
@@ -132,7 +142,11 @@ export function formDialog({ title, intro, fields, submitLabel, validate }) {
     const common = { id, name: field.name, required: field.required, autofocus: index === 0, autocomplete: "off" };
     let control;
     if (field.type === "select") {
-      control = h("select", common, field.options.map(([value, text]) => h("option", { value, selected: value === field.value }, text)));
+      control = h(
+        "select",
+        common,
+        field.options.map(([value, text]) => h("option", { value, selected: value === field.value }, text)),
+      );
     } else if (field.type === "textarea") {
       control = h("textarea", { ...common, rows: 4, placeholder: field.placeholder }, field.value ?? "");
     } else {
@@ -176,11 +190,37 @@ export function formDialog({ title, intro, fields, submitLabel, validate }) {
 // ---- small pieces ---------------------------------------------------------------------------------------------
 
 const TONES = {
-  running: "ok", available: "ok", registered: "ok", success: "ok", succeeded: "ok", STARTED: "ok", BOOTED: "ok", ok: "ok",
-  pending: "busy", starting: "busy", stopping: "busy", "shutting-down": "busy", QUEUED: "busy", running_job: "busy",
-  evaluation: "warn", unavailable: "warn", degraded: "warn", timeout: "warn", unknown: "warn", skipped: "muted",
-  failed: "bad", error: "bad", expired: "bad", invalid: "bad", terminated: "bad", down: "bad",
-  stopped: "muted", unregistered: "muted", STOPPED: "muted", DEFINED_ON_CORE: "muted", disabled: "muted",
+  running: "ok",
+  available: "ok",
+  registered: "ok",
+  success: "ok",
+  succeeded: "ok",
+  STARTED: "ok",
+  BOOTED: "ok",
+  ok: "ok",
+  pending: "busy",
+  starting: "busy",
+  stopping: "busy",
+  "shutting-down": "busy",
+  QUEUED: "busy",
+  running_job: "busy",
+  evaluation: "warn",
+  unavailable: "warn",
+  degraded: "warn",
+  timeout: "warn",
+  unknown: "warn",
+  skipped: "muted",
+  failed: "bad",
+  error: "bad",
+  expired: "bad",
+  invalid: "bad",
+  terminated: "bad",
+  down: "bad",
+  stopped: "muted",
+  unregistered: "muted",
+  STOPPED: "muted",
+  DEFINED_ON_CORE: "muted",
+  disabled: "muted",
 };
 
 export function badge(value, { label, title } = {}) {

@@ -24,7 +24,9 @@ export function workerView(main, id) {
   const badges = h("div", { class: "badges" });
   const actions = h("div", { class: "toolbar actions", "aria-label": "Worker actions", role: "group" });
   const errorNote = h("p", { class: "worker-error", role: "alert", hidden: true });
-  const container = h("section", { class: "view worker" },
+  const container = h(
+    "section",
+    { class: "view worker" },
     h("nav", { class: "crumbs", "aria-label": "Breadcrumb" }, h("a", { href: "#/" }, "← Fleet")),
     h("div", { class: "view-head" }, h("div", {}, title, badges), actions),
     errorNote,
@@ -42,7 +44,16 @@ export function workerView(main, id) {
     const labs = labsPanel(getWorker);
     const timeline = timelinePanel(id);
     container.lastChild.remove(); // "Loading…"
-    container.append(h("div", { class: "panels" }, panels.map((p) => p.node)), charts.node, labs.node, timeline.node);
+    container.append(
+      h(
+        "div",
+        { class: "panels" },
+        panels.map((p) => p.node),
+      ),
+      charts.node,
+      labs.node,
+      timeline.node,
+    );
     built = { panels, idle, charts, labs, timeline, shown: null };
     charts.load();
     labs.load();
@@ -70,7 +81,15 @@ export function workerView(main, id) {
     built.shown = worker;
     document.title = `${worker.name} · CML Cloud Manager`;
     title.textContent = worker.name;
-    fill(badges, badge(worker.status, { label: `EC2 ${worker.status}` }), badge(worker.service_status, { label: `CML ${worker.service_status}`, title: worker.service_reason || undefined }), badge(worker.license_status, { label: `license ${worker.license_status}` }));
+    fill(
+      badges,
+      badge(worker.status, { label: `EC2 ${worker.status}` }),
+      badge(worker.service_status, {
+        label: `CML ${worker.service_status}`,
+        title: worker.service_reason || undefined,
+      }),
+      badge(worker.license_status, { label: `license ${worker.license_status}` }),
+    );
     fill(actions, workerButtons(worker, { detail: true }));
     errorNote.hidden = !worker.error;
     errorNote.textContent = worker.error ? `Last error: ${worker.error}` : "";
@@ -80,8 +99,12 @@ export function workerView(main, id) {
 
   function gone() {
     offs.forEach((off) => off());
-    fill(container, h("nav", { class: "crumbs" }, h("a", { href: "#/" }, "← Fleet")), h("h1", { tabindex: "-1" }, "Worker not found"),
-      h("p", {}, "This worker is not (or no longer) managed here. It may have been removed or terminated."));
+    fill(
+      container,
+      h("nav", { class: "crumbs" }, h("a", { href: "#/" }, "← Fleet")),
+      h("h1", { tabindex: "-1" }, "Worker not found"),
+      h("p", {}, "This worker is not (or no longer) managed here. It may have been removed or terminated."),
+    );
   }
 
   const update = (force = false) => {
@@ -91,9 +114,17 @@ export function workerView(main, id) {
     else if (force || worker !== built.shown) render(worker);
   };
   const refreshIdle = () => built && getWorker() && built.idle.update(getWorker());
-  offs.push(on("workers", () => update()), on("tick", refreshIdle), on("jobs", () => update(true)), on("config", () => update(true)));
+  offs.push(
+    on("workers", () => update()),
+    on("tick", refreshIdle),
+    on("jobs", () => update(true)),
+    on("config", () => update(true)),
+  );
   if (getWorker()) update();
-  else loadWorker(id).then(() => !getWorker() && gone()).catch((e) => (e instanceof ApiError ? gone() : null));
+  else
+    loadWorker(id)
+      .then(() => !getWorker() && gone())
+      .catch((e) => (e instanceof ApiError ? gone() : null));
 
   return { title: "Worker", destroy: () => offs.forEach((off) => off()) };
 }
@@ -102,19 +133,31 @@ function chartsPanel(id) {
   const grid = h("div", { class: "charts" });
   const status = h("p", { class: "muted", role: "status" });
   const picker = h("div", { class: "segmented", role: "group", "aria-label": "Time range" });
-  const node = h("section", { class: "panel card wide", "aria-labelledby": "panel-charts" },
-    h("div", { class: "panel-head" }, h("h2", { id: "panel-charts" }, "Metrics"), picker), status, grid);
+  const node = h(
+    "section",
+    { class: "panel card wide", "aria-labelledby": "panel-charts" },
+    h("div", { class: "panel-head" }, h("h2", { id: "panel-charts" }, "Metrics"), picker),
+    status,
+    grid,
+  );
 
   function renderPicker() {
-    fill(picker, RANGES.map(([value, label]) => {
-      const b = h("button", { type: "button", class: "btn", "aria-pressed": String(value === hours), dataset: { key: `range-${value}` } }, label);
-      b.addEventListener("click", () => {
-        hours = value;
-        renderPicker();
-        load();
-      });
-      return b;
-    }));
+    fill(
+      picker,
+      RANGES.map(([value, label]) => {
+        const b = h(
+          "button",
+          { type: "button", class: "btn", "aria-pressed": String(value === hours), dataset: { key: `range-${value}` } },
+          label,
+        );
+        b.addEventListener("click", () => {
+          hours = value;
+          renderPicker();
+          load();
+        });
+        return b;
+      }),
+    );
   }
 
   async function load() {
@@ -125,12 +168,15 @@ function chartsPanel(id) {
       status.textContent = `Metrics could not be loaded: ${error.message}`;
       return;
     }
+    // The axis starts at the first sample (at least a minute back), not at an empty stretch of the range.
     const to = Date.now();
-    const from = to - hours * 3600_000;
+    const first = samples.length ? new Date(samples[0].ts).getTime() : to;
+    const from = Math.max(to - hours * 3600_000, Math.min(first, to - 60_000));
     const points = (key) => samples.map((s) => ({ t: new Date(s.ts).getTime(), v: s[key] }));
     status.textContent = samples.length ? "" : "No samples in this period yet.";
     status.hidden = samples.length > 0;
-    fill(grid,
+    fill(
+      grid,
       lineChart({ title: "CPU", unit: "%", series: "cpu", points: points("cpu_percent"), from, to, max: 100 }),
       lineChart({ title: "Memory", unit: "%", series: "memory", points: points("memory_percent"), from, to, max: 100 }),
       lineChart({ title: "Disk", unit: "%", series: "disk", points: points("disk_percent"), from, to, max: 100 }),
