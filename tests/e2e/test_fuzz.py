@@ -52,6 +52,7 @@ async def test_no_server_errors_and_responses_match_the_schema(stack_env: dict[s
             capture_output=True,
             text=True,
             timeout=900,
+            cwd=tmp_path,  # schemathesis keeps a cache in its working directory
         )
     finally:
         api.stop()

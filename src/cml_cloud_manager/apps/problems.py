@@ -64,8 +64,6 @@ async def _database(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    if isinstance(exc, OSError | TimeoutError):
-        return await _database(request, exc)
     log.exception("unhandled error during %s %s", request.method, request.url.path)
     return problem(500, "internal_error", "An internal error occurred; the API log has the details.")
 
@@ -129,6 +127,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(HTTPException, _http)
-    for db_error in (OperationalError, DBAPIError, PoolTimeout):
+    # Connection errors reach us raw when the database refuses connections (e.g. while it restarts).
+    for db_error in (OperationalError, DBAPIError, PoolTimeout, OSError, TimeoutError):
         app.add_exception_handler(db_error, _database)
     app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,147 @@
+"""PostgreSQL restarting under the API, and shutting down under load (500 streams, a job mid-run)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import glob
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from cml_cloud_manager.storage.db import Database
+from cml_cloud_manager.storage.migrate import migrate
+from cml_cloud_manager.storage.models import JobRunRow
+
+from ..conftest import BACKEND, make_settings
+from ..sse import open_stream
+from .conftest import Sandbox
+from .processes import free_port
+
+pytestmark = pytest.mark.e2e
+
+
+def _pg_bin(name: str) -> str:
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    if not found:
+        pytest.fail(f"PostgreSQL server binaries ({name}) are not installed")
+    return found[-1]
+
+
+class PrivatePostgres:
+    """A PostgreSQL cluster of this test's own, so it can be stopped and started without touching anyone else's."""
+
+    def __init__(self, directory: Path) -> None:
+        self.port = free_port()
+        self.data = directory / "pgdata"
+        self.directory = directory
+
+    def _run(self, *argv: str) -> None:
+        # PostgreSQL refuses to run as root; run it as the `postgres` user when we are root.
+        prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        subprocess.run([*prefix, *argv], check=True, capture_output=True, timeout=120)
+
+    def init(self) -> None:
+        os.chmod(self.directory, 0o777)
+        self._run(_pg_bin("initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres")
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1"
+        self._run(
+            _pg_bin("pg_ctl"), "-D", str(self.data), "-o", options, "-w", "-l", str(self.directory / "pg.log"), "start"
+        )
+
+    def stop(self) -> None:
+        self._run(_pg_bin("pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/postgres"
+
+
+@pytest.fixture
+async def private_pg() -> AsyncIterator[PrivatePostgres]:
+    # Not under pytest's tmp_path: the `postgres` user must be able to reach the directory.
+    directory = Path(tempfile.mkdtemp(prefix="cmltest-pg-"))
+    server = PrivatePostgres(directory)
+    await asyncio.to_thread(server.init)
+    await asyncio.to_thread(server.start)
+    yield server
+    with contextlib.suppress(subprocess.CalledProcessError):  # already stopped
+        await asyncio.to_thread(server.stop)
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.mark.skipif(BACKEND != "postgres", reason="a PostgreSQL restart; the SQLite run has no server to restart")
+async def test_database_restart_gives_503s_then_recovers(
+    private_pg: PrivatePostgres, start: Any, stack_env: dict[str, str]
+) -> None:
+    db = Database(make_settings(private_pg.url))
+    await migrate(db)
+    await db.dispose()
+    stack_env["DATABASE_URL"] = private_pg.url
+    api = await start("api")
+    await start("worker")
+    async with httpx.AsyncClient(base_url=api.url, timeout=15) as client:
+        assert (await client.get("/api/workers")).status_code == 200
+        await asyncio.to_thread(private_pg.stop)
+        began = time.monotonic()
+        down = await client.get("/api/workers")
+        answered_in = time.monotonic() - began
+        assert down.status_code == 503 and down.json()["type"].endswith("database_unavailable")
+        assert answered_in < 10, f"a request hung for {answered_in:.1f}s instead of failing fast"
+        health = await client.get("/api/health")
+        assert health.status_code == 503 and health.json()["components"]["database"] == "down"
+        await asyncio.to_thread(private_pg.start)
+        restarted = time.monotonic()
+        while (await client.get("/api/workers")).status_code != 200:
+            assert time.monotonic() - restarted < 20, "the API did not recover after the database returned"
+            await asyncio.sleep(0.2)  # polling the recovery itself is what this test measures
+        recovered_in = time.monotonic() - restarted
+        print(f"\nrecovered {recovered_in:.1f}s after the database returned")
+        assert (await client.get("/api/health")).json()["components"]["database"] == "up"
+
+
+async def test_shutdown_under_load_closes_500_streams_and_releases_a_running_job(
+    sandbox: Sandbox, start: Any, stack_env: dict[str, str], db_of: Database
+) -> None:
+    stack_env.update({"WORKER_METRICS_INTERVAL": "600", "LABS_REFRESH_ENABLED": "false", "CML_TIMEOUT": "30"})
+    api = await start("api")
+    worker = await start("worker")
+    assert api.port is not None
+    async with httpx.AsyncClient(base_url=api.url) as client, open_stream(api.url) as watch:
+        await watch.next()
+        while len((await client.get("/api/workers")).json()["items"]) < len(sandbox.instance_ids):
+            await watch.until(lambda e: e.type == "worker.created")
+        for instance_id in sandbox.instance_ids:
+            sandbox.sim("PATCH", f"/hosts/{instance_id}/config", {"slow_seconds": 20})
+        await client.post("/api/system/jobs/worker-metrics/run")
+        started = await watch.wait_for(lambda e: e.type == "job.run.started" and e.data["data"]["trigger"] == "manual")
+
+    streams = await asyncio.gather(*(asyncio.open_connection("127.0.0.1", api.port) for _ in range(500)))
+    for _, writer in streams:
+        writer.write(b"GET /api/events/stream HTTP/1.1\r\nHost: x\r\n\r\n")
+    await asyncio.gather(*(reader.readuntil(b"event: connected") for reader, _ in streams))
+
+    code, took = await asyncio.to_thread(worker.stop, signal.SIGTERM)
+    assert code == 0 and took < 10, f"worker exit {code} after {took:.1f}s"
+    async with db_of.session(write=False) as session:
+        run = await session.get(JobRunRow, started.data["data"]["run_id"])
+        now = await db_of.now(session)
+    assert run is not None and (run.outcome != "running" or run.lease_expires_at <= now), "claim not released"
+
+    code, took = await asyncio.to_thread(api.stop, signal.SIGTERM)
+    told = await asyncio.gather(*(reader.read() for reader, _ in streams))
+    assert code == 0 and took < 10, f"api exit {code} after {took:.1f}s"
+    assert sum(b"event: shutdown" in body for body in told) == 500
+    print(f"\napi stopped in {took:.1f}s with 500 open streams")
+    assert "Traceback" not in api.output()
