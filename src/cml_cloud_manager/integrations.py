@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 
 from .aws.session import AwsClients, AwsConfig
@@ -15,9 +16,27 @@ from .storage.models import WorkerRow
 class CMLPool:
     """One CMLClient per CML host, created on first use; the host's URL comes from `CML_URL_TEMPLATE`."""
 
+    # A host that failed is retried after 30 s, then 60, 120 ... up to 5 minutes, so broken hosts cost little.
+    BACKOFF_BASE = 30.0
+    BACKOFF_MAX = 300.0
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._clients: dict[str, CMLClient] = {}
+        self._failures: dict[str, tuple[int, float]] = {}
+
+    def retry_in(self, worker_id: str) -> float:
+        """Seconds until a failing host may be asked again (0: ask now)."""
+        _, next_try = self._failures.get(worker_id, (0, 0.0))
+        return max(0.0, next_try - time.monotonic())
+
+    def record(self, worker_id: str, *, ok: bool) -> None:
+        if ok:
+            self._failures.pop(worker_id, None)
+            return
+        failures = self._failures.get(worker_id, (0, 0.0))[0] + 1
+        delay = min(self.BACKOFF_BASE * 2 ** (failures - 1), self.BACKOFF_MAX)
+        self._failures[worker_id] = (failures, time.monotonic() + delay)
 
     def url_for(self, worker: WorkerRow) -> str:
         values = {

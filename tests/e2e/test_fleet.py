@@ -161,6 +161,15 @@ async def test_rejected_credentials_and_slow_hosts_are_marked_others_still_updat
     assert runs[0]["outcome"] in ("success", "running")
     healthy = (await api.get(f"/api/workers/{running[2]['id']}")).json()
     assert healthy["service_status"] == "available"
+    # Broken hosts are not asked again at every run: they back off, the others keep being read.
+    run = await stream.wait_for(
+        lambda e: (
+            e.type == "job.run.completed"
+            and e.data["data"]["job"] == "worker-metrics"
+            and (e.data["data"]["summary"] or {}).get("cml_backing_off") == 2
+        )
+    )
+    assert run.data["data"]["outcome"] == "success" and run.data["data"]["summary"]["cml_unreachable"] == 0
 
 
 async def test_instance_vanished_mid_operation_fails_clearly_then_is_marked(

@@ -83,10 +83,14 @@ async def observe_region(
         obs = observations[worker.id]
         if obs.instance is None or obs.instance.state.value != WorkerStatus.RUNNING:
             return
+        if integrations.cml.retry_in(worker.id) > 0:
+            obs.cml = CmlObservation(skipped=True)
+            return
         # The address may have changed with this very observation (a restarted instance gets a new IP).
         worker.public_ip, worker.private_ip = obs.instance.public_ip, obs.instance.private_ip
         async with cml_slots:
             obs.cml = await read_cml(integrations, worker, deadline)
+        integrations.cml.record(worker.id, ok=not obs.cml.error)
 
     await asyncio.gather(*(with_cml(worker) for worker in workers))
     return observations
@@ -134,10 +138,12 @@ async def refresh_workers(ctx: Context, worker_ids: list[str] | None = None) -> 
             observations.update(result)
     changed = await store(ctx, observations)
     unreachable = sum(1 for o in observations.values() if o.cml is not None and o.cml.error)
+    backing_off = sum(1 for o in observations.values() if o.cml is not None and o.cml.skipped)
     return {
         "workers": len(observations),
         "changed": changed,
         "cml_unreachable": unreachable,
+        "cml_backing_off": backing_off,
         "failed_regions": failed_regions,
     }
 

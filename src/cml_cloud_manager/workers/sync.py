@@ -33,6 +33,8 @@ class CmlObservation:
     labs_count: int | None = None
     error: str = ""
     auth_failed: bool = False
+    # Not asked this time (backing off after failures): keep what we last knew.
+    skipped: bool = False
 
 
 @dataclass
@@ -162,6 +164,8 @@ def _apply_metrics(row: WorkerRow, obs: Observation, threshold: float) -> dict[s
 
 
 def _apply_cml(row: WorkerRow, cml: CmlObservation | None, status: WorkerStatus) -> dict[str, Any]:
+    if cml is not None and cml.skipped:
+        return {}
     if cml is None:
         target = (ServiceStatus.UNAVAILABLE, "instance is not running" if status != WorkerStatus.RUNNING else "")
     elif cml.error:
