@@ -6,8 +6,6 @@ import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete
-
 from ..storage.db import Database
 from ..storage.models import SessionRow
 from .roles import Principal, Role, parse_roles
@@ -68,9 +66,3 @@ async def end(db: Database, session_id: str) -> SessionRow | None:
         if row is not None:
             await session.delete(row)
         return row
-
-
-async def prune(db: Database) -> int:
-    async with db.session() as session:
-        result = await session.execute(delete(SessionRow).where(SessionRow.expires_at <= datetime.now(UTC)))
-        return int(result.rowcount)  # type: ignore[attr-defined]

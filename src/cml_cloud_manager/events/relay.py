@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import json
 import logging
 from collections import deque
 from collections.abc import Sequence
@@ -209,7 +208,3 @@ def parse_filter(values: list[str] | None) -> tuple[str, ...] | None:
         return None
     items = tuple(part.strip() for value in values for part in value.split(",") if part.strip())
     return items or None
-
-
-def dumps(data: object) -> str:
-    return json.dumps(data, separators=(",", ":"), default=str)

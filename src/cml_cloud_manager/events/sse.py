@@ -20,7 +20,7 @@ from ..errors import BadRequest
 from ..storage.db import Database
 from ..storage.models import EventRow
 from .cloudevents import sse_frame
-from .relay import BATCH, Client, Hub, parse_filter, to_relayed
+from .relay import BATCH, Client, parse_filter, to_relayed
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +166,3 @@ async def stream(
     if hub.closing:
         client.close("server shutdown")
     return EventStreamResponse(body(), client, settings.sse_write_timeout_seconds)
-
-
-__all__ = ["Hub", "router"]

@@ -8,7 +8,15 @@ from typing import Any
 from sqlalchemy import delete, func, select
 
 from ..jobs.context import Context
-from ..storage.models import CommandRow, EventRow, JobRunRow, MetricSampleRow, ProcessRow
+from ..storage.models import (
+    CommandRow,
+    EventRow,
+    JobRunRow,
+    LoginStateRow,
+    MetricSampleRow,
+    ProcessRow,
+    SessionRow,
+)
 
 
 async def housekeeping(ctx: Context) -> dict[str, Any]:
@@ -31,10 +39,13 @@ async def housekeeping(ctx: Context) -> dict[str, Any]:
         )
         samples = await session.execute(delete(MetricSampleRow).where(MetricSampleRow.ts < now - history))
         processes = await session.execute(delete(ProcessRow).where(ProcessRow.last_heartbeat < now - history))
+        sessions = await session.execute(delete(SessionRow).where(SessionRow.expires_at <= now))
+        await session.execute(delete(LoginStateRow).where(LoginStateRow.created_at < now - timedelta(hours=1)))
     return {
         "events_pruned": events.rowcount,  # type: ignore[attr-defined]
         "job_runs_pruned": runs.rowcount,  # type: ignore[attr-defined]
         "commands_pruned": commands.rowcount,  # type: ignore[attr-defined]
         "metric_samples_pruned": samples.rowcount,  # type: ignore[attr-defined]
         "processes_pruned": processes.rowcount,  # type: ignore[attr-defined]
+        "sessions_pruned": sessions.rowcount,  # type: ignore[attr-defined]
     }
