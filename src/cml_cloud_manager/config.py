@@ -71,6 +71,7 @@ class Settings(BaseSettings):
     sse_heartbeat_seconds: float = Field(15.0, gt=0)
     sse_client_queue_size: int = Field(1000, ge=10)
     sse_write_timeout_seconds: float = Field(30.0, gt=0)
+    sse_client_buffer_bytes: int = Field(1_048_576, ge=65_536)
     history_days: float = Field(7, gt=0)
 
     # --- worker process --------------------------------------------------------------------------------------

@@ -291,9 +291,15 @@ def test_healthcheck_probes_what_pid1_is(
 
 def test_healthcheck_reads_a_real_cmdline(healthcheck: ModuleType) -> None:
     """A process that looks like a worker (it waits on stdin): its /proc cmdline gives the health port."""
-    waiting = "import sys; sys.stdin.read()"
-    proc = subprocess.Popen([sys.executable, "-c", waiting, "worker", "--health-port", "8099"], stdin=subprocess.PIPE)
+    waiting = "import sys; print('ready', flush=True); sys.stdin.read()"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", waiting, "worker", "--health-port", "8099"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
     try:
+        assert proc.stdout is not None
+        proc.stdout.readline()  # it has exec'd: /proc shows its real command line now
         cmdline = healthcheck.read_cmdline(proc.pid)
     finally:
         proc.communicate(b"", timeout=10)

@@ -48,6 +48,9 @@ class Client:
     worker_ids: frozenset[str] | None
     event_types: tuple[str, ...] | None
     limit: int
+    # Frames are counted and weighed: a few large events must not hold as much memory as many small ones.
+    max_bytes: int = 1 << 20
+    buffered: int = 0
     # Events up to this sequence number were already seen (Last-Event-ID), whoever relays them.
     skip_through: int = 0
     id: int = field(default_factory=itertools.count(1).__next__)
@@ -70,12 +73,13 @@ class Client:
     def push(self, frame: bytes) -> bool:
         if self.closed:
             return False
-        if len(self.frames) >= self.limit:
+        if len(self.frames) >= self.limit or self.buffered + len(frame) > self.max_bytes:
             self.close("too slow: its event buffer filled up")
             if self.write_deadline is not None:
                 self.write_deadline.reschedule(asyncio.get_running_loop().time())
             return False
         self.frames.append(frame)
+        self.buffered += len(frame)
         self.wake.set()
         return True
 
@@ -99,6 +103,7 @@ class Client:
                 return None
         chunk = b"".join(self.frames)
         self.frames.clear()
+        self.buffered = 0
         return chunk
 
 

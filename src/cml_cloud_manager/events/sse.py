@@ -122,6 +122,7 @@ async def stream(
         worker_ids=frozenset(ids) if ids else None,
         event_types=parse_filter(event_types),
         limit=settings.sse_client_queue_size,
+        max_bytes=settings.sse_client_buffer_bytes,
         skip_through=after or 0,
     )
     snapshot: Snapshot = request.app.state.snapshot
