@@ -18,18 +18,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import boto3
 import httpx
 import pytest
 from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright, expect
 
 from cml_cloud_manager.sandbox.run import sandbox_env
-from cml_cloud_manager.sandbox.seed import REGION, put_metrics, seed_fleet
+from cml_cloud_manager.sandbox.seed import put_metrics, seed_fleet
 from cml_cloud_manager.sandbox.services import start_cml_simulator, start_moto
 from cml_cloud_manager.storage.db import Database
 from cml_cloud_manager.storage.migrate import migrate
 
 from ..conftest import BACKEND, PG_BASE, REDIS_URL, _create_pg_database, _drop_pg_database, make_settings
+from ..e2e.conftest import Sandbox
 from ..e2e.processes import Proc, free_port, spawn, wait_ready
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
@@ -52,13 +52,9 @@ expect.set_options(timeout=30_000)
 
 
 @dataclass
-class Stack:
+class Stack(Sandbox):
     """A running stack; `api` and `worker` can be stopped and started again (the API on the same port)."""
 
-    aws_url: str
-    cml_url: str
-    instance_ids: list[str]
-    env: dict[str, str]
     work_dir: Path
     port: int
     api: Proc | None = None
@@ -72,20 +68,6 @@ class Stack:
     def get(self, path: str, role: str = "admin") -> Any:
         headers = {"Authorization": f"Bearer {TOKENS[role]}"}
         response = httpx.get(f"{self.url}{path}", headers=headers, timeout=10)
-        response.raise_for_status()
-        return response.json()
-
-    def ec2(self) -> Any:
-        return boto3.session.Session().client(
-            "ec2", region_name=REGION, endpoint_url=self.aws_url, aws_access_key_id="x", aws_secret_access_key="x"
-        )
-
-    def state(self, instance_id: str) -> str:
-        answer = self.ec2().describe_instances(InstanceIds=[instance_id])
-        return str(answer["Reservations"][0]["Instances"][0]["State"]["Name"])
-
-    def sim(self, method: str, path: str, body: Any = None) -> Any:
-        response = httpx.request(method, f"{self.cml_url}/_sim{path}", json=body, timeout=10)
         response.raise_for_status()
         return response.json()
 
