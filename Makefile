@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install run run-api run-worker run-all run-split test test-sqlite test-postgres test-e2e lint fmt typecheck bench-jobs bench-sse docker-build compose-up compose-down helm-lint deploy-check clean
+.PHONY: help install run run-api run-worker run-all run-split test test-sqlite test-postgres test-e2e lint fmt typecheck bench bench-jobs bench-sse docker-build compose-up compose-down helm-lint deploy-check clean
 IMAGE ?= cml-cloud-manager:latest
 
 help: ## list the targets
@@ -60,6 +60,9 @@ fmt: $(STAMP) ## format and fix imports
 
 typecheck: $(STAMP) ## mypy --strict
 	$(BIN)/mypy
+
+bench: $(STAMP) ## the benchmark suite (~15 min; --quick: make bench BENCH_ARGS=--quick) → bench/results/<date>.md
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 bench-jobs: $(STAMP) ## time worker-metrics over 1,000 simulated workers (target <= 10 s)
 	$(BIN)/python -m bench.jobs_metrics --workers 1000

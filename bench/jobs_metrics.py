@@ -15,43 +15,18 @@ import tempfile
 import time
 from pathlib import Path
 
-import boto3
-
 from cml_cloud_manager.config import load_settings
 from cml_cloud_manager.integrations import build_integrations
 from cml_cloud_manager.jobs.context import Context
 from cml_cloud_manager.sandbox.run import sandbox_env
-from cml_cloud_manager.sandbox.seed import AMI_NAME, REGION
+from cml_cloud_manager.sandbox.seed import REGION
 from cml_cloud_manager.sandbox.services import aws_env, start_cml_simulator, start_moto
 from cml_cloud_manager.storage.db import Database
 from cml_cloud_manager.storage.migrate import migrate
 from cml_cloud_manager.workers.imports import import_matching
 from cml_cloud_manager.workers.metrics import refresh_workers
 
-
-def seed(endpoint: str, count: int) -> list[str]:
-    env = aws_env()
-    session = boto3.session.Session(
-        aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"]
-    )
-    ec2 = session.client("ec2", region_name=REGION, endpoint_url=endpoint)
-    cloudwatch = session.client("cloudwatch", region_name=REGION, endpoint_url=endpoint)
-    image = ec2.register_image(
-        Name=AMI_NAME, Architecture="x86_64", RootDeviceName="/dev/sda1", VirtualizationType="hvm"
-    )["ImageId"]
-    ids: list[str] = []
-    while len(ids) < count:
-        batch = min(250, count - len(ids))
-        answer = ec2.run_instances(ImageId=image, InstanceType="c5.2xlarge", MinCount=batch, MaxCount=batch)
-        ids += [i["InstanceId"] for i in answer["Instances"]]
-    for start in range(0, len(ids), 500):
-        data = [
-            {"MetricName": "CPUUtilization", "Dimensions": [{"Name": "InstanceId", "Value": i}], "Value": 42.0}
-            for i in ids[start : start + 500]
-        ]
-        for chunk in range(0, len(data), 100):
-            cloudwatch.put_metric_data(Namespace="AWS/EC2", MetricData=data[chunk : chunk + 100])
-    return ids
+from .fleet import seed
 
 
 async def run(count: int, runs: int, database_url: str) -> list[float]:

@@ -1,175 +1,262 @@
-"""SSE figures for one API process on PostgreSQL + Redis: commit-to-client latency, relay throughput, memory.
+"""SSE figures for one API process on PostgreSQL + Redis: capacity and memory, commit-to-client latency, throughput.
 
-  python -m bench.sse_fanout [--clients 100] [--rate 20] [--seconds 10] [--idle 1000]
+  python -m bench.sse_fanout [--idle 10000] [--clients 1000] [--rate 20] [--seconds 10] [--procs 4]
 
-Starts a real `api` process, a separate load-generator process holding the SSE clients, and commits events to
-the outbox from this process (as the worker would), each stamped with its commit time.
+Starts a real `api` process pinned to CPU 0 and several client processes (bench.sse_clients, each on its own
+loopback source address) on CPU 1, and commits events to the outbox from this process as the worker would:
+each stamped with the time just before its commit, followed by the Redis nudge. The database is empty apart
+from these events, so each connection's snapshot is small: the figures are about the stream, not the fleet.
+
+Phases: idle clients added step by step with the API's RSS after each (memory per client is the slope) and
+held past a heartbeat; latency with `--clients` at `--rate` events/s, one event per commit; sustained
+throughput at offered levels of `--levels` events/s to the same clients (one event per commit, so each event
+is a separate write to every client); and a burst of `--burst` events committed at once (the relay then
+writes many events per client at once: the best case, for context).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
+import re
 import statistics
-import subprocess
-import sys
+import tempfile
 import time
-import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
 
-import asyncpg
 import httpx
 
-from cml_cloud_manager.config import load_settings
-from cml_cloud_manager.events import outbox
-from cml_cloud_manager.storage.db import Database
 from cml_cloud_manager.storage.migrate import migrate
 
-PG = "postgresql://postgres@127.0.0.1:5432"
-REDIS = "redis://127.0.0.1:6379/0"
+from .common import REDIS, ScratchDatabase, cores, free_port, pin_self
+from .procs import AppProcess, cpu_seconds, rss_kb
+from .sse_group import ClientGroup, Emitter
+from .stats import Summary
+
+# A level is sustained when (nearly) every delivery arrived and the backlog did not run away.
+SUSTAINED_SHARE = 0.999
+SUSTAINED_P99_MS = 1000.0
 
 
-def rss_kb(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as status:
-        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+@dataclass
+class SsePlan:
+    idle: int = 10_000  # capacity: idle clients held at once
+    clients: int = 1000  # latency and throughput
+    rate: float = 20  # events per second for the latency phase
+    seconds: float = 10
+    levels: list[int] = field(default_factory=lambda: [25, 50, 100])  # events/s offered to `clients`
+    burst: int = 500
+    procs: int = 4  # client processes, each on its own source address
+    hold: float = 16  # how long the idle clients are held (past one heartbeat at 15 s)
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+@dataclass
+class Level:
+    events_per_second: int
+    expected: int
+    delivered: int
+    seconds: float  # first commit to last receipt
+    latency: Summary
+    api_cpu: float
+    samples: list[float] = field(default_factory=list, repr=False)  # latencies, ms
+
+    @property
+    def rate(self) -> float:
+        return self.delivered / self.seconds if self.seconds else 0.0
+
+    @property
+    def sustained(self) -> bool:
+        return self.delivered >= SUSTAINED_SHARE * self.expected and self.latency.p99 <= SUSTAINED_P99_MS
 
 
-class Clients:
-    def __init__(self, port: int, n: int) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.sse_clients", "127.0.0.1", str(port), str(n)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
+@dataclass
+class SseResult:
+    plan: SsePlan
+    connected: int = 0
+    failed: dict[str, int] = field(default_factory=dict)
+    still_open: int = 0
+    server_count: int = 0
+    rss_steps: list[tuple[int, int]] = field(default_factory=list)  # (clients, API RSS in KB)
+    idle_cpu: float = 0.0  # API CPU percent while holding the idle clients
+    latencies: list[float] = field(default_factory=list)  # ms
+    delivered: int = 0
+    expected: int = 0
+    levels: list[Level] = field(default_factory=list)
+    burst: Level | None = None
+
+    @property
+    def kb_per_client(self) -> float:
+        """Least-squares slope of RSS over clients: one-off allocations do not count against each client."""
+        if len(self.rss_steps) < 2:
+            return float("nan")
+        return statistics.linear_regression([c for c, _ in self.rss_steps], [r for _, r in self.rss_steps]).slope
+
+    @property
+    def sustained(self) -> Level | None:
+        return max((lv for lv in self.levels if lv.sustained), key=lambda lv: lv.rate, default=None)
+
+
+async def server_clients(url: str) -> int:
+    async with httpx.AsyncClient() as http:
+        text = (await http.get(f"{url}/metrics")).text
+    found = re.search(r"^sse_clients_active ([0-9.e+]+)$", text, re.M)
+    return int(float(found.group(1))) if found else -1
+
+
+async def capacity(api: AppProcess, plan: SsePlan, result: SseResult) -> None:
+    """Idle clients added one process at a time, the API's RSS read after each step."""
+    port = api.port or 0
+    group = ClientGroup()
+    await group.add(port, min(100, plan.idle), 1)  # warm-up: first-use allocations are not per-client memory
+    await asyncio.sleep(1)
+    result.rss_steps.append((group.connected, rss_kb(api.pid)))
+    per_step = max(1, (plan.idle - group.connected) // plan.procs)
+    while group.connected < plan.idle:
+        before = group.connected
+        await group.add(port, min(per_step, plan.idle - group.connected), 1)
+        if group.connected == before:
+            break  # nothing connects any more: report what was held rather than retry forever
+        await asyncio.sleep(1)
+        result.rss_steps.append((group.connected, rss_kb(api.pid)))
+        print(f"    {group.connected:,} idle clients: API RSS {result.rss_steps[-1][1] / 1024:,.0f} MiB", flush=True)
+    result.connected, result.failed = group.connected, group.failed
+    began_cpu, began = cpu_seconds(api.pid), time.perf_counter()
+    await asyncio.sleep(plan.hold)
+    result.idle_cpu = 100 * (cpu_seconds(api.pid) - began_cpu) / (time.perf_counter() - began)
+    result.still_open = (await group.report()).open
+    result.server_count = await server_clients(api.url)
+    await group.close()
+
+
+async def offered(api: AppProcess, group: ClientGroup, emitter: Emitter, rate: int, seconds: float) -> Level:
+    """Events at `rate` per second, one per commit, then up to 5 s for the last ones to arrive."""
+    await group.report()  # start from zero
+    began, began_cpu = time.time(), cpu_seconds(api.pid)
+    sent = await emitter.paced(rate, seconds)
+    expected, delivered, last = sent * group.connected, 0, began
+    latencies: list[float] = []
+    deadline = time.monotonic() + 5
+    while True:
+        await asyncio.sleep(0.5)
+        report = await group.report()
+        delivered += report.deliveries
+        latencies += report.latencies
+        last = max(last, report.last)
+        if delivered >= expected or time.monotonic() > deadline:
+            break
+    cpu = 100 * (cpu_seconds(api.pid) - began_cpu) / (time.time() - began)
+    samples = [x * 1000 for x in latencies]
+    return Level(rate, expected, delivered, last - began, Summary.of(samples), cpu, samples)
+
+
+async def burst(api: AppProcess, group: ClientGroup, emitter: Emitter, events: int) -> Level:
+    await group.report()
+    began, began_cpu = time.time(), cpu_seconds(api.pid)
+    await emitter.emit(events, per_commit=50)
+    expected, delivered, last = events * group.connected, 0, began
+    deadline = time.monotonic() + 60
+    while delivered < expected and time.monotonic() < deadline:
+        await asyncio.sleep(0.5)
+        report = await group.report()
+        delivered += report.deliveries
+        last = max(last, report.last)
+    cpu = 100 * (cpu_seconds(api.pid) - began_cpu) / (time.time() - began)
+    return Level(0, expected, delivered, last - began, Summary.of([]), cpu)
+
+
+async def streams(api: AppProcess, emitter: Emitter, plan: SsePlan, result: SseResult) -> None:
+    group = ClientGroup()
+    await group.add(api.port or 0, plan.clients, plan.procs)
+    await asyncio.sleep(1)
+    latency = await offered(api, group, emitter, int(plan.rate), plan.seconds)
+    result.latencies, latency.samples = latency.samples, []  # kept once, for the chart
+    result.delivered, result.expected = latency.delivered, latency.expected
+    result.levels.append(latency)
+    for rate in plan.levels:
+        level = await offered(api, group, emitter, rate, plan.seconds)
+        print(
+            f"    {rate} events/s x {group.connected:,} clients: {level.rate:,.0f} deliveries/s, "
+            f"{level.delivered:,} of {level.expected:,}, latency {level.latency.text()}, "
+            f"API CPU {level.api_cpu:.0f}%",
+            flush=True,
         )
-        assert self.proc.stdout is not None
-        json.loads(self.proc.stdout.readline())  # {"connected": n}
-
-    def report(self) -> dict[str, list[float]]:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write(b"report\n")
-        self.proc.stdin.flush()
-        result: dict[str, list[float]] = json.loads(self.proc.stdout.readline())
-        return result
-
-    def close(self) -> None:
-        self.proc.kill()
-        self.proc.wait()
+        level.samples = []
+        result.levels.append(level)
+        if not level.sustained:
+            break  # higher levels would only pile up a longer backlog
+    await group.command("latencies off", answer=False)
+    result.burst = await burst(api, group, emitter, plan.burst)
+    await group.close()
 
 
-async def emit(db: Database, count: int, per_commit: int = 1) -> None:
-    for _ in range(0, count, per_commit):
-        async with db.session() as session:
-            for _ in range(per_commit):
-                await outbox.append(session, "bench.tick", {"bench_t": time.time()})
-
-
-async def paced(db: Database, rate: float, seconds: float) -> int:
-    sent, began = 0, time.perf_counter()
-    while (elapsed := time.perf_counter() - began) < seconds:
-        due = int(elapsed * rate) + 1
-        if sent < due:
-            await emit(db, 1)
-            sent += 1
-        else:
-            await asyncio.sleep(max(0.0, sent / rate - elapsed))
-    return sent
-
-
-async def run(args: argparse.Namespace) -> None:
-    name = f"bench_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(f"{PG}/postgres")
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
-    db = Database(load_settings(database_url=url, redis_url=REDIS))
-    await migrate(db)
-    port = 18000 + os.getpid() % 1000
-    env = {**os.environ, "DATABASE_URL": url, "REDIS_URL": REDIS, "APP_PORT": str(port), "ACCESS_LOG": "false",
-           "REDIS_PREFIX": name, "LOG_LEVEL": "WARNING", "SSE_CLIENT_QUEUE_SIZE": "100000"}
-    api = subprocess.Popen([sys.executable, "-m", "cml_cloud_manager", "api"], env=env)
-    from cml_cloud_manager.events.notifier import Notifier
-
-    notifier = Notifier(REDIS, name)
-    db.on_commit = lambda info: notifier.publish(notifier.channel)
+async def run_sse(plan: SsePlan, log_dir: Path | None = None) -> SseResult:
+    log_dir = log_dir or Path(tempfile.mkdtemp(prefix="bench-sse-"))
+    log_dir.mkdir(parents=True, exist_ok=True)
+    pin_self({1})  # clients and emitter share CPU 1; the API gets CPU 0 to itself
+    db = await ScratchDatabase.create("bench_sse")
+    result = SseResult(plan)
+    api: AppProcess | None = None
+    emitter = Emitter(db.url, db.name)
     try:
-        async with httpx.AsyncClient() as http:
-            while True:
-                try:
-                    if (await http.get(f"http://127.0.0.1:{port}/api/health")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    await asyncio.sleep(0.1)
-        base_rss = rss_kb(api.pid)
-        print(f"API RSS before clients: {base_rss / 1024:.1f} MiB", flush=True)
-
-        clients = Clients(port, args.clients)
-        await asyncio.sleep(1)
-        sent = await paced(db, args.rate, args.seconds)
-        await asyncio.sleep(1)
-        report = clients.report()
-        lat = [v * 1000 for v in report["latencies"]]
-        got = sum(report["counts"])
+        await migrate(emitter.db)
+        port = free_port()
+        env = {
+            "DATABASE_URL": db.url,
+            "REDIS_URL": REDIS,
+            "REDIS_PREFIX": db.name,
+            "APP_PORT": str(port),
+            "SSE_CLIENT_QUEUE_SIZE": "100000",
+        }  # the burst must not count as "too slow"
+        api = AppProcess.start("api", ["api"], env, log_dir, cpu=0, port=port)
+        await asyncio.to_thread(api.wait_healthy)
+        print(f"  capacity: {plan.idle:,} idle clients, held {plan.hold:.0f}s", flush=True)
+        await capacity(api, plan, result)
         print(
-            f"latency, {args.clients} clients at {args.rate} events/s for {args.seconds:.0f}s: "
-            f"p50 {statistics.median(lat):.1f} ms, p99 {percentile(lat, 0.99):.1f} ms, max {max(lat):.1f} ms "
-            f"({got} of {sent * args.clients} deliveries)",
+            f"  streams: {plan.clients:,} clients, {plan.rate:g} events/s, then {plan.levels} events/s, "
+            f"{plan.seconds:.0f}s each; a burst of {plan.burst:,} events",
             flush=True,
         )
-
-        burst = args.burst
-        began = time.perf_counter()
-        await emit(db, burst, per_commit=50)
-        expected = burst * args.clients
-        while True:
-            await asyncio.sleep(0.2)
-            report = clients.report()
-            got = sum(report["counts"])
-            expected -= got
-            if expected <= 0:
-                break
-        took = time.perf_counter() - began
-        print(
-            f"throughput: {burst} events to {args.clients} clients in {took:.2f}s = {burst / took:,.0f} events/s, "
-            f"{burst * args.clients / took:,.0f} deliveries/s",
-            flush=True,
-        )
-        clients.close()
-
-        await asyncio.sleep(1)
-        before = rss_kb(api.pid)
-        idle = Clients(port, args.idle)
-        await asyncio.sleep(2)
-        after = rss_kb(api.pid)
-        print(
-            f"memory: {args.idle} idle SSE clients add {(after - before) / 1024:.1f} MiB = "
-            f"{(after - before) / args.idle:.1f} KB per client",
-            flush=True,
-        )
-        idle.close()
+        await streams(api, emitter, plan, result)
     finally:
-        api.terminate()
-        api.wait()
-        await notifier.aclose()
-        await db.dispose()
-        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-        await admin.close()
+        if api is not None:
+            api.stop()
+        await emitter.aclose()
+        await db.drop()
+        pin_self(None)
+    return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--clients", type=int, default=100)
-    parser.add_argument("--rate", type=float, default=20)
-    parser.add_argument("--seconds", type=float, default=10)
-    parser.add_argument("--burst", type=int, default=5000)
-    parser.add_argument("--idle", type=int, default=1000)
+    defaults = SsePlan()
+    for name in ("idle", "clients", "burst", "procs"):
+        parser.add_argument(f"--{name}", type=int, default=getattr(defaults, name))
+    for name in ("rate", "seconds", "hold"):
+        parser.add_argument(f"--{name}", type=float, default=getattr(defaults, name))
+    parser.add_argument("--levels", type=int, nargs="+", default=defaults.levels, help="events/s offered")
     args = parser.parse_args()
-    print(f"machine: {os.cpu_count()} cores", flush=True)
-    asyncio.run(run(args))
+    result = asyncio.run(run_sse(SsePlan(**vars(args))))
+    print(f"machine: {cores()} cores")
+    print(
+        f"capacity: {result.still_open:,} of {args.idle:,} idle clients open after {args.hold:.0f}s "
+        f"(server counts {result.server_count:,}); {result.kb_per_client:.1f} KB per client"
+    )
+    print(
+        f"latency, {args.clients} clients at {args.rate:g} events/s: {result.levels[0].latency.text()} "
+        f"({result.delivered:,} of {result.expected:,} deliveries)"
+    )
+    best = result.sustained
+    print(
+        f"sustained: {best.rate:,.0f} deliveries/s at {best.events_per_second} events/s"
+        if best
+        else "sustained: no level was sustained"
+    )
+    if result.burst:
+        print(
+            f"burst: {result.burst.delivered:,} deliveries in {result.burst.seconds:.2f}s = "
+            f"{result.burst.rate:,.0f} deliveries/s"
+        )
 
 
 if __name__ == "__main__":

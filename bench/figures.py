@@ -1,0 +1,214 @@
+"""Turning each section's measurements into table rows: value, target, met, and what it was compared against."""
+
+from __future__ import annotations
+
+from .jobs import JobsResult
+from .separation import SeparationResult
+from .sse_fanout import SseResult
+from .stats import Figure, ms, ratio
+
+# The seed guide's claim: jobs in the API process vs moved out of it.
+CLAIM = {"all": (50.0, 500.0), "split": (20.0, 100.0)}
+SPLIT_P99_TARGET_MS = 10.0
+SPLIT_JOBS_OVER_IDLE = 1.20
+TARGET_RATE = 500
+
+
+def separation_figures(result: SeparationResult) -> list[Figure]:
+    out: list[Figure] = []
+    section = "Separation"
+    for rate in result.plan.rates:
+        both = {mode: result.phase(mode, rate, True) for mode in result.plan.modes}
+        for mode, phase in both.items():
+            if phase is None:
+                continue
+            s = phase.summary()
+            claim_p50, claim_p99 = CLAIM[mode]
+            out.append(
+                Figure(
+                    section,
+                    f"{mode} mode, {rate} req/s, worker-metrics every 10 s: p50 / p99",
+                    f"{ms(s.p50)} / {ms(s.p99)} ({s.errors} errors)",
+                    f"seed claim {claim_p50:.0f} / {claim_p99:.0f} ms",
+                    s.p50 <= claim_p50 and s.p99 <= claim_p99 and s.errors == 0,
+                    "the seed guide's figures for this mode",
+                )
+            )
+        combined, split = both.get("all"), both.get("split")
+        if combined and split:
+            a, b = combined.summary(), split.summary()
+            out.append(
+                Figure(
+                    section,
+                    f"all / split at {rate} req/s with jobs: p99 ratio",
+                    f"{ratio(a.p99, b.p99):.1f}x (p50 {ratio(a.p50, b.p50):.1f}x)",
+                    "",
+                    None,
+                    "split mode, same load, same run",
+                )
+            )
+        idle = result.phase("split", rate, False)
+        if split and idle:
+            jobs_p99, idle_p99 = split.summary().p99, idle.summary().p99
+            out.append(
+                Figure(
+                    section,
+                    f"split mode, {rate} req/s: p99 with jobs / p99 idle",
+                    f"{ratio(jobs_p99, idle_p99):.2f} ({ms(jobs_p99)} vs {ms(idle_p99)})",
+                    f"<= {SPLIT_JOBS_OVER_IDLE:.2f}" if rate == TARGET_RATE else "",
+                    ratio(jobs_p99, idle_p99) <= SPLIT_JOBS_OVER_IDLE if rate == TARGET_RATE else None,
+                    "split mode idle (jobs off), same run",
+                )
+            )
+        if split and rate == TARGET_RATE:
+            s = split.summary()
+            out.append(
+                Figure(
+                    section,
+                    f"split mode, {rate} req/s with jobs: p99",
+                    ms(s.p99),
+                    f"<= {SPLIT_P99_TARGET_MS:.0f} ms",
+                    s.p99 <= SPLIT_P99_TARGET_MS and s.errors == 0,
+                    "fixed target",
+                )
+            )
+    lag = max((p.lag().p99 for p in result.phases), default=0.0)
+    out.append(
+        Figure(
+            section,
+            "load generator lag, worst phase p99",
+            ms(lag),
+            "",
+            None,
+            "its own schedule: how late it sent (must stay far below the latencies)",
+        )
+    )
+    return out
+
+
+def sse_figures(result: SseResult) -> list[Figure]:
+    section = "SSE"
+    plan = result.plan
+    held = min(result.still_open, result.server_count) if result.server_count >= 0 else result.still_open
+    latency = result.levels[0].latency if result.levels else None
+    out = [
+        Figure(
+            section,
+            "idle SSE clients held by one API process",
+            f"{held:,} of {plan.idle:,}",
+            ">= 10,000",
+            held >= 10_000 if plan.idle >= 10_000 else None,
+            f"open after {plan.hold:.0f}s, counted by the clients and the server"
+            + ("" if plan.idle >= 10_000 else "; this run asked for fewer than the target"),
+        ),
+        Figure(
+            section,
+            "API memory per idle SSE client",
+            f"{result.kb_per_client:.1f} KB",
+            "<= 50 KB",
+            result.kb_per_client <= 50,
+            "slope of API RSS over clients connected",
+        ),
+    ]
+    if latency is not None:
+        complete = f"{result.delivered:,} of {result.expected:,} delivered"
+        out += [
+            Figure(
+                section,
+                f"commit-to-client latency, {plan.clients:,} clients, {plan.rate:g} events/s: p50",
+                ms(latency.p50),
+                "<= 20 ms",
+                latency.p50 <= 20,
+                complete,
+            ),
+            Figure(
+                section,
+                f"commit-to-client latency, {plan.clients:,} clients, {plan.rate:g} events/s: p99",
+                ms(latency.p99),
+                "<= 100 ms",
+                latency.p99 <= 100,
+                complete,
+            ),
+        ]
+    best = result.sustained
+    out.append(
+        Figure(
+            section,
+            "deliveries per second sustained by one API process",
+            f"{best.rate:,.0f}/s ({best.events_per_second} events/s x {plan.clients:,} clients)" if best else "none",
+            ">= 50,000",
+            best is not None and best.rate >= 50_000,
+            f"every delivery arrived and p99 latency stayed <= 1 s; offered levels {plan.levels} events/s",
+        )
+    )
+    if result.burst is not None:
+        out.append(
+            Figure(
+                section,
+                f"burst of {plan.burst:,} events to {plan.clients:,} clients, drained",
+                f"{result.burst.rate:,.0f} deliveries/s",
+                "",
+                None,
+                "many events per write: the best case",
+            )
+        )
+    return out
+
+
+def jobs_figures(result: JobsResult) -> list[Figure]:
+    section = "Jobs"
+    out = []
+    by_size = {s.workers: s for s in result.sizes}
+    for size in sorted(by_size):
+        s = by_size[size]
+        target = "<= 10 s" if size == 1000 else ""
+        out.append(
+            Figure(
+                section,
+                f"worker-metrics over {size:,} simulated workers",
+                f"{s.median:.2f} s",
+                target,
+                s.median <= 10 if size == 1000 else None,
+                f"median of {len(s.durations)} runs; {1000 * s.median / size:.1f} ms per worker; the AWS emulator's "
+                f"calls alone take {s.aws:.1f} s of it",
+            )
+        )
+    if 1000 in by_size and max(by_size) > 1000:
+        top = max(by_size)
+        grows = ratio(by_size[top].median, by_size[1000].median)
+        own = ratio(by_size[top].median - by_size[top].aws, by_size[1000].median - by_size[1000].aws)
+        out.append(
+            Figure(
+                section,
+                f"growth 1,000 -> {top:,} workers",
+                f"{grows:.1f}x time for {top / 1000:.0f}x workers ({own:.1f}x without the emulator's AWS calls)",
+                "",
+                None,
+                "linear would be the same factor as the workers",
+            )
+        )
+    if result.race is not None:
+        race = result.race
+        ticks = ", ".join(f"{job} {n}" for job, n in race.ticks.items())
+        out.append(
+            Figure(
+                section,
+                f"duplicate scheduled runs, {race.replicas} worker processes",
+                str(race.duplicates),
+                "0",
+                race.duplicates == 0,
+                f"unique (job, tick) in job_runs over {race.seconds:.0f}s; ticks: {ticks}",
+            )
+        )
+        missed = sum(race.missed.values())
+        out.append(
+            Figure(
+                section,
+                "ticks skipped between consecutive runs",
+                str(missed),
+                "0",
+                missed == 0,
+                "consecutive ticks of each job in job_runs",
+            )
+        )
+    return out

@@ -1,0 +1,188 @@
+"""Starting the measured app processes (pinned, with raised limits) and sampling CPU of any process over time."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .common import raise_nofile, taskset_prefix
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+# What every measured process gets: no access log or chatter competing with requests, no login.
+QUIET = {"ACCESS_LOG": "false", "LOG_LEVEL": "WARNING", "AUTH_MODE": "none", "APP_HOST": "127.0.0.1"}
+
+
+def _raise_limits() -> None:
+    """Runs in the child before exec (limits survive exec): room for 10,000+ sockets."""
+    raise_nofile()
+
+
+@dataclass
+class AppProcess:
+    """One `cml-cloud-manager <role>` process; its output goes to a log file, never a pipe that could fill."""
+
+    name: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+    port: int | None = None
+
+    @classmethod
+    def start(
+        cls,
+        name: str,
+        args: list[str],
+        env: dict[str, str],
+        log_dir: Path,
+        *,
+        cpu: int | None = None,
+        port: int | None = None,
+    ) -> AppProcess:
+        log = log_dir / f"{name}.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                [*taskset_prefix(cpu), sys.executable, "-m", "cml_cloud_manager", *args],
+                env={**os.environ, **QUIET, **env},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_raise_limits,
+            )
+        return cls(name, proc, log, port)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def wait_healthy(self, timeout: float = 60) -> None:
+        """Until `/api/health` answers at all (it may say `degraded` while no worker is alive yet)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}; see {self.log}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/api/health", timeout=2):
+                    return
+            except urllib.error.HTTPError:
+                return  # 503 "degraded" is an answer: the API is up
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{self.name} did not answer within {timeout:.0f}s; see {self.log}") from None
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of `pid` (all its threads), in seconds."""
+    with open(f"/proc/{pid}/stat", "rb") as stat:
+        # The command name may contain spaces: fields are counted after its closing parenthesis.
+        fields = stat.read().rsplit(b")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def run_queue_seconds(pid: int) -> float:
+    """Time the main thread of `pid` spent runnable but not running (scheduler statistics), in seconds."""
+    try:
+        with open(f"/proc/{pid}/schedstat") as stat:
+            return int(stat.read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def pids_named(name: str) -> list[int]:
+    """Processes whose command name is `name` (e.g. every PostgreSQL backend)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/comm") as comm:
+                    if comm.read().strip() == name:
+                        found.append(int(entry))
+            except OSError:
+                continue
+    return found
+
+
+def rss_kb(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+
+
+@dataclass
+class CpuSampler:
+    """CPU use (percent of one core) of named processes every `every` seconds, in a background thread.
+
+    A group may be a list of pids or a command name resolved at each sample (PostgreSQL starts backends as
+    connections open). Samples are (wall time, {group: percent}). For the groups in `waits`, "<group> wait"
+    is also sampled: the share of time its main thread was ready to run but waited for a CPU, which tells
+    contention for its core apart from work of its own.
+    """
+
+    groups: dict[str, list[int] | str]
+    waits: tuple[str, ...] = ()
+    every: float = 0.5
+    samples: list[tuple[float, dict[str, float]]] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def _read(self) -> dict[str, dict[int, float]]:
+        out: dict[str, dict[int, float]] = {}
+        for group, members in self.groups.items():
+            pids = pids_named(members) if isinstance(members, str) else members
+            readings: dict[int, float] = {}
+            for pid in pids:
+                try:
+                    readings[pid] = cpu_seconds(pid)
+                except (OSError, IndexError):
+                    continue  # exited between listing and reading
+            out[group] = readings
+            if group in self.waits:
+                out[f"{group} wait"] = {pid: run_queue_seconds(pid) for pid in pids if os.path.exists(f"/proc/{pid}")}
+        return out
+
+    def _run(self) -> None:
+        last, last_t = self._read(), time.time()
+        while not self._stop.wait(self.every):
+            now, now_t = self._read(), time.time()
+            span = now_t - last_t
+            sample = {}
+            for group, readings in now.items():
+                # Only pids seen both times count: a backend that just started has no baseline yet.
+                before = last.get(group, {})
+                used = sum(value - before[pid] for pid, value in readings.items() if pid in before)
+                sample[group] = 100.0 * used / span
+            self.samples.append((now_t, sample))
+            last, last_t = now, now_t
+
+    def start(self) -> CpuSampler:
+        self._thread = threading.Thread(target=self._run, name="cpu-sampler", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> list[tuple[float, dict[str, float]]]:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        return self.samples
+
+    def between(self, start: float, end: float) -> dict[str, float]:
+        """Mean CPU percent of each group over samples in [start, end]."""
+        window = [s for t, s in self.samples if start <= t <= end]
+        keys = dict.fromkeys(k for s in window for k in s)
+        return {key: sum(s.get(key, 0.0) for s in window) / len(window) for key in keys}

@@ -1,0 +1,173 @@
+"""The results file: the machine, the table of figures, the details of each section and the charts."""
+
+from __future__ import annotations
+
+import platform
+import re
+import subprocess
+import time
+from pathlib import Path
+
+from .common import cores
+from .jobs import JobsResult
+from .separation import SeparationResult
+from .sse_fanout import SseResult
+from .stats import Figure, ms
+
+DOCS_MARKERS = ("<!-- bench:latest:start -->", "<!-- bench:latest:end -->")
+
+
+def _first_line(command: list[str]) -> str:
+    try:
+        return subprocess.run(command, capture_output=True, text=True, timeout=10).stdout.strip().splitlines()[0]
+    except (OSError, IndexError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def busy_share(seconds: float = 1.0) -> float:
+    """Share of all CPU time spent busy over `seconds`: anything else running would skew every figure."""
+
+    def read() -> tuple[int, int]:
+        with open("/proc/stat") as stat:
+            values = [int(v) for v in stat.readline().split()[1:]]
+        idle = values[3] + values[4]
+        return sum(values) - idle, sum(values)
+
+    busy0, total0 = read()
+    time.sleep(seconds)
+    busy1, total1 = read()
+    return (busy1 - busy0) / max(1, total1 - total0)
+
+
+def machine(background: float) -> list[str]:
+    cpu = "unknown"
+    with open("/proc/cpuinfo") as info:
+        cpu = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), cpu)
+    with open("/proc/meminfo") as info:
+        memory = int(info.readline().split()[1]) / 1024 / 1024
+    commit = _first_line(["git", "rev-parse", "--short", "HEAD"])
+    dirty = " (with uncommitted changes)" if _first_line(["git", "status", "--porcelain"]) != "unknown" else ""
+    return [
+        f"- CPU: {cpu}, **{cores()} cores**; memory {memory:.0f} GiB",
+        f"- Python {platform.python_version()}; {_first_line(['psql', '--version'])}; "
+        f"{_first_line(['redis-server', '--version'])}",
+        f"- code: commit {commit}{dirty}",
+        f"- CPU busy before the run started (other load on the machine): {100 * background:.0f}%",
+    ]
+
+
+def table(figures: list[Figure]) -> list[str]:
+    rows = ["| section | figure | value | target | met? | compared with |", "|---|---|---|---|---|---|"]
+    for f in figures:
+        met = "" if f.met is None else ("yes" if f.met else "**no**")
+        rows.append(f"| {f.section} | {f.name} | {f.value} | {f.target} | {met} | {f.compared} |")
+    return rows
+
+
+def separation_details(result: SeparationResult) -> list[str]:
+    plan = result.plan
+    lines = [
+        f"Open-loop load for {plan.seconds:.0f} s per phase after {plan.warmup:.0f} s of warm-up; one request in "
+        f"{plan.list_every} lists 100 workers, the others fetch one worker. Latency runs from each request's due "
+        "time. CPU is the mean over the phase, in percent of one core; `<process> wait` is the share of time the "
+        "process was ready to run but waited for its CPU (contention, not work).",
+        "",
+        "| mode | rate | jobs | p50 | p90 | p99 | max | errors | list p99 | get p99 | generator lag p99 | "
+        "connections | job runs | CPU by process |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for p in result.phases:
+        s = p.summary()
+        runs = ", ".join(f"{end - start:.1f}s {outcome}" for start, end, outcome in p.runs) or "-"
+        cpu = ", ".join(f"{name} {value:.0f}%" for name, value in p.cpu.items() if value >= 1)
+        lines.append(
+            f"| {p.mode} | {p.rate}/s | {'on' if p.jobs else 'off'} | {ms(s.p50)} | {ms(s.p90)} | {ms(s.p99)} | "
+            f"{ms(s.max)} | {s.errors} | {ms(p.summary(0).p99)} | {ms(p.summary(1).p99)} | {ms(p.lag().p99)} | "
+            f"{p.peak_connections} | {runs} | {cpu} |"
+        )
+    return lines
+
+
+def sse_details(result: SseResult) -> list[str]:
+    lines = [
+        f"Idle clients: {result.connected:,} connected ({result.failed or 'no failures'}), "
+        f"{result.still_open:,} still open after {result.plan.hold:.0f} s, server gauge {result.server_count:,}; "
+        f"API CPU while holding them {result.idle_cpu:.1f}%. RSS steps (clients: MiB): "
+        + ", ".join(f"{c:,}: {r / 1024:.0f}" for c, r in result.rss_steps),
+        "",
+        "| events/s | clients | delivered / expected | deliveries/s | p50 | p99 | max | API CPU | sustained |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    levels = [*result.levels, *([result.burst] if result.burst else [])]
+    for lv in levels:
+        name = str(lv.events_per_second) if lv.events_per_second else f"burst of {result.plan.burst}"
+        lat = lv.latency
+        lines.append(
+            f"| {name} | {result.plan.clients:,} | {lv.delivered:,} / {lv.expected:,} | {lv.rate:,.0f} | "
+            f"{ms(lat.p50)} | {ms(lat.p99)} | {ms(lat.max)} | {lv.api_cpu:.0f}% | "
+            f"{'yes' if lv.sustained else 'no'} |"
+        )
+    return lines
+
+
+def jobs_details(result: JobsResult) -> list[str]:
+    lines = [
+        "| workers | runs (s) | median | AWS calls alone | first run after import (s) | last summary |",
+        "|---|---|---|---|---|---|",
+    ]
+    for s in sorted(result.sizes, key=lambda s: s.workers):
+        runs = ", ".join(f"{d:.2f}" for d in s.durations)
+        lines.append(f"| {s.workers:,} | {runs} | {s.median:.2f} s | {s.aws:.2f} s | {s.warmup:.1f} | `{s.summary}` |")
+    if result.race:
+        r = result.race
+        lines += [
+            "",
+            f"Race: {r.replicas} worker processes for {r.seconds:.0f} s; ticks {r.ticks}, duplicates "
+            f"{r.duplicates}, skipped {r.missed}; runs per process {sorted(r.by_process.values())}; "
+            f"outcomes {r.outcomes}.",
+        ]
+    return lines
+
+
+def write(
+    path: Path,
+    title: str,
+    background: float,
+    figures: list[Figure],
+    details: dict[str, list[str]],
+    charts: list[Path],
+    runtime: float,
+    notes: list[str],
+) -> None:
+    lines = [
+        f"# {title}",
+        "",
+        *machine(background),
+        f"- runtime: {runtime / 60:.1f} min",
+        "",
+        "## Figures",
+        "",
+        *table(figures),
+        "",
+    ]
+    if notes:
+        lines += ["## Notes", "", *[f"- {note}" for note in notes], ""]
+    for section, body in details.items():
+        lines += [f"## {section}", "", *body, ""]
+    if charts:
+        lines += ["## Charts", "", *[f"![{c.stem}]({c.name})" for c in charts], ""]
+    path.write_text("\n".join(lines))
+
+
+def update_docs(docs: Path, results: Path, figures: list[Figure]) -> bool:
+    """Replace the table between the markers in docs/benchmarks.md; False when the markers are missing."""
+    if not docs.exists():
+        return False
+    text = docs.read_text()
+    start, end = DOCS_MARKERS
+    if start not in text or end not in text:
+        return False
+    link = f"From [{results.name}](../bench/results/{results.name}) ({cores()} cores)."
+    body = "\n".join([start, link, "", *table(figures), end])
+    docs.write_text(re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: body, text, flags=re.S))
+    return True
