@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ..aws import ec2
 from ..aws.errors import InstanceNotFound, ProvisioningFailed
 from ..aws.provision import run_instance
-from ..aws.types import Instance, StateChange
+from ..aws.types import Instance
 from ..errors import Conflict
 from ..jobs.commands import enqueue
 from ..jobs.context import Context
@@ -26,35 +26,34 @@ async def _load(ctx: Context, worker_id: str) -> WorkerRow:
         return await service.get(session, worker_id)
 
 
-async def _record_state(session: AsyncSession, worker: WorkerRow, change: StateChange | None, reason: str) -> WorkerRow:
-    row = await service.get(session, worker.id)
-    if change is not None:
-        await service.set_status(session, row, change.current_state.value, reason=reason)
+async def _power(ctx: Context, worker_id: str, action: str) -> WorkerRow:
+    """Start or stop the instance, then record the state EC2 reports; returns the updated row."""
+    worker = await _load(ctx, worker_id)
+    check_action(action, worker.status, name=worker.name)
+    assert worker.aws_instance_id
+    verb, done, call = {
+        "start": ("Starting", "started", ec2.start_instances),
+        "stop": ("Stopping", "stopped", ec2.stop_instances),
+    }[action]
+    await ctx.progress(f"{verb} instance {worker.aws_instance_id}")
+    changes = await call(ctx.integrations.aws, worker.aws_region, [worker.aws_instance_id])
+    async with ctx.db.session() as session:
+        row = await service.get(session, worker.id)
+        if (change := changes.get(worker.aws_instance_id)) is not None:
+            await service.set_status(session, row, change.current_state.value, reason=f"{done} by an operator")
+        if action == "start":
+            row.last_resumed_at = datetime.now(UTC)  # starts the idle-detection snooze
+        else:
+            row.manual_pauses += 1
     return row
 
 
 async def start(ctx: Context, payload: dict[str, Any]) -> dict[str, Any]:
-    worker = await _load(ctx, payload["worker_id"])
-    check_action("start", worker.status, name=worker.name)
-    assert worker.aws_instance_id
-    await ctx.progress(f"Starting instance {worker.aws_instance_id}")
-    changes = await ec2.start_instances(ctx.integrations.aws, worker.aws_region, [worker.aws_instance_id])
-    async with ctx.db.session() as session:
-        row = await _record_state(session, worker, changes.get(worker.aws_instance_id), "started by an operator")
-        row.last_resumed_at = datetime.now(UTC)
-    return {"status": row.status}
+    return {"status": (await _power(ctx, payload["worker_id"], "start")).status}
 
 
 async def stop(ctx: Context, payload: dict[str, Any]) -> dict[str, Any]:
-    worker = await _load(ctx, payload["worker_id"])
-    check_action("stop", worker.status, name=worker.name)
-    assert worker.aws_instance_id
-    await ctx.progress(f"Stopping instance {worker.aws_instance_id}")
-    changes = await ec2.stop_instances(ctx.integrations.aws, worker.aws_region, [worker.aws_instance_id])
-    async with ctx.db.session() as session:
-        row = await _record_state(session, worker, changes.get(worker.aws_instance_id), "stopped by an operator")
-        row.manual_pauses += 1
-    return {"status": row.status}
+    return {"status": (await _power(ctx, payload["worker_id"], "stop")).status}
 
 
 async def delete(ctx: Context, payload: dict[str, Any]) -> dict[str, Any]:
