@@ -24,6 +24,7 @@ COLORS = {
     "aws-emulator": "#2ca02c",
     "cml-simulator": "#9467bd",
     "postgres": "#8c564b",
+    "other": "#000000",
 }
 
 

@@ -72,6 +72,17 @@ def separation_figures(result: SeparationResult) -> list[Figure]:
                     "fixed target",
                 )
             )
+    other = max((p.cpu.get("other", 0.0) for p in result.phases), default=0.0)
+    out.append(
+        Figure(
+            section,
+            "CPU used by processes the benchmark did not start, worst phase",
+            f"{other:.0f}% of one core",
+            "",
+            None,
+            "high values mean the machine was shared during the run and latencies are pessimistic",
+        )
+    )
     lag = max((p.lag().p99 for p in result.phases), default=0.0)
     out.append(
         Figure(

@@ -96,6 +96,13 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds all CPUs spent busy since boot (from /proc/stat; idle and iowait excluded)."""
+    with open("/proc/stat") as stat:
+        values = [int(v) for v in stat.readline().split()[1:8]]
+    return (sum(values) - values[3] - values[4]) / CLOCK_TICKS
+
+
 def run_queue_seconds(pid: int) -> float:
     """Time the main thread of `pid` spent runnable but not running (scheduler statistics), in seconds."""
     try:
@@ -157,9 +164,9 @@ class CpuSampler:
         return out
 
     def _run(self) -> None:
-        last, last_t = self._read(), time.time()
+        last, last_t, last_busy = self._read(), time.time(), machine_busy_seconds()
         while not self._stop.wait(self.every):
-            now, now_t = self._read(), time.time()
+            now, now_t, busy = self._read(), time.time(), machine_busy_seconds()
             span = now_t - last_t
             sample = {}
             for group, readings in now.items():
@@ -167,8 +174,11 @@ class CpuSampler:
                 before = last.get(group, {})
                 used = sum(value - before[pid] for pid, value in readings.items() if pid in before)
                 sample[group] = 100.0 * used / span
+            # Whatever else kept the CPUs busy (other processes, the kernel): load that skews the figures.
+            ours = sum(value for group, value in sample.items() if not group.endswith(" wait"))
+            sample["other"] = max(0.0, 100.0 * (busy - last_busy) / span - ours)
             self.samples.append((now_t, sample))
-            last, last_t = now, now_t
+            last, last_t, last_busy = now, now_t, busy
 
     def start(self) -> CpuSampler:
         self._thread = threading.Thread(target=self._run, name="cpu-sampler", daemon=True)
