@@ -108,7 +108,8 @@ def main() -> int:
         print(f"warning: {notes[-1]}", flush=True)
     separation_plan, sse_plan, jobs_plan = plans(args.quick)
     args.out.mkdir(parents=True, exist_ok=True)
-    stem = datetime.date.today().isoformat() + ("-quick" if args.quick else "")
+    partial = "" if set(args.only) == set(SECTIONS) else "-" + "-".join(s for s in SECTIONS if s in args.only)
+    stem = datetime.date.today().isoformat() + partial + ("-quick" if args.quick else "")
     logs = Path(tempfile.mkdtemp(prefix="bench-logs-"))
     print(f"bench: {cores()} cores; sections {', '.join(args.only)}; process logs in {logs}", flush=True)
 

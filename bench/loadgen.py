@@ -172,7 +172,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, required=True, help="requests per second")
     parser.add_argument("--seconds", type=float, required=True)
     parser.add_argument("--ids", required=True, help="file of worker ids, whitespace-separated")
-    parser.add_argument("--list-every", type=int, default=5, help="every Nth request is the list (default 5)")
+    parser.add_argument("--list-every", type=int, default=10, help="every Nth request is the list (default 10)")
     parser.add_argument("--connections", type=int, default=512, help="most connections open at once")
     parser.add_argument("--timeout", type=float, default=10.0, help="a request slower than this is an error")
     parser.add_argument("--out", required=True)
