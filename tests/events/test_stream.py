@@ -1,6 +1,10 @@
-"""SSE semantics over real HTTP: replay, reset, filters, slow clients."""
+"""SSE semantics over real HTTP: replay, reset, filters, heartbeats, slow clients."""
 
 from __future__ import annotations
+
+import asyncio
+import logging
+import socket
 
 import httpx
 from sqlalchemy import delete
@@ -10,6 +14,7 @@ from cml_cloud_manager.events.relay import Client
 from cml_cloud_manager.storage.db import Database
 from cml_cloud_manager.storage.models import EventRow
 
+from ..conftest import make_settings, serve_api
 from ..sse import open_stream
 
 
@@ -64,3 +69,62 @@ def test_slow_client_is_closed_not_grown() -> None:
     assert accepted.count(True) == 10
     assert client.closed and client.close_reason.startswith("too slow")
     assert len(client.frames) == 10
+
+
+async def test_quiet_stream_gets_heartbeats(database_url: str, db: Database) -> None:
+    settings = make_settings(database_url, sse_heartbeat_seconds=0.2)
+    async with serve_api(settings) as api, api.stream("GET", "/api/events/stream") as response:
+        beats: list[float] = []
+        async with asyncio.timeout(5):
+            async for line in response.aiter_lines():
+                if line == ": heartbeat":
+                    beats.append(asyncio.get_running_loop().time())
+                    if len(beats) == 3:
+                        break
+    assert beats[2] - beats[1] >= 0.15, "heartbeats came faster than the configured interval"
+
+
+class CutOffs(logging.Handler):
+    """Sets `seen` when the API logs that it cut off a client: the one observable moment of a cut-off."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen = asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage().startswith("cutting off SSE client"):
+            self.seen.set()
+
+
+async def test_client_that_stops_reading_is_cut_off_after_the_write_timeout(database_url: str, db: Database) -> None:
+    # Buffers large enough that only the write watchdog, not the "too slow" buffer limit, can drop the client.
+    # The server hands one large write to the socket at once; the write after it (a heartbeat) is the one that
+    # waits for the client to read.
+    settings = make_settings(
+        database_url,
+        sse_write_timeout_seconds=0.5,
+        sse_heartbeat_seconds=0.2,
+        sse_client_queue_size=10_000,
+        sse_client_buffer_bytes=64 << 20,
+    )
+    cut_offs = CutOffs()
+    sse_log = logging.getLogger("cml_cloud_manager.events.sse")
+    sse_log.addHandler(cut_offs)
+    sse_log.setLevel(logging.INFO)
+    async with serve_api(settings) as api:
+        stalled = socket.socket()
+        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stalled.connect(("127.0.0.1", api.base_url.port or 0))
+        reader, writer = await asyncio.open_connection(sock=stalled)
+        try:
+            writer.write(b"GET /api/events/stream HTTP/1.1\r\nHost: x\r\n\r\n")
+            await asyncio.wait_for(reader.readuntil(b"event: snapshot"), 10)  # then it never reads again
+            assert (await api.get("/api/health")).json()["components"]["sse_clients"] == 1
+            async with db.session() as session:
+                for i in range(400):  # ~8 MB: more than the kernel buffers between the API and the client
+                    await outbox.append(session, "test.bulk", {"i": i, "pad": "x" * 20_000})
+            await asyncio.wait_for(cut_offs.seen.wait(), 10)
+            assert (await api.get("/api/health")).json()["components"]["sse_clients"] == 0
+        finally:
+            sse_log.removeHandler(cut_offs)
+            writer.close()

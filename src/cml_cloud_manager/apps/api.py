@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -12,6 +13,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp
 
 from .. import __version__
 from ..auth import endpoints as auth
@@ -31,10 +33,12 @@ from . import problems
 from .http_metrics import HttpMetrics
 from .runtime import open_runtime
 from .security import SecurityMiddleware
+from .server_send import ServerSend
 from .worker import WorkerRuntime, process_id
 
 log = logging.getLogger(__name__)
 UI = Path(__file__).parent.parent / "ui"
+DEFAULT_GC_THRESHOLD = gc.get_threshold()
 
 
 def banner(settings: Settings, role: Role) -> str:
@@ -50,6 +54,25 @@ def banner(settings: Settings, role: Role) -> str:
             f"  Background jobs: {jobs}",
         ]
     )
+
+
+class Api(FastAPI):
+    def build_middleware_stack(self) -> ASGIApp:
+        # Outside every middleware, Starlette's error handler included (see `ServerSend`).
+        return ServerSend(super().build_middleware_stack())
+
+
+def tune_gc() -> None:
+    """Garbage-collector pauses, not CPU, set the API's tail latency (measured in `make bench`).
+
+    Start-up leaves ~170,000 long-lived objects (FastAPI, pydantic, SQLAlchemy, boto3) that every full
+    collection would walk again (~100 ms each): frozen, they are never scanned. Each young collection promotes
+    whatever requests and streams have in flight, and those promotions trigger the full collections (every
+    few seconds with 1,000 SSE clients): collecting young objects every 50,000 allocations instead of 700
+    promotes far less. Memory is still freed by reference counting as before; only cycles wait longer."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 10)
 
 
 def create_app(role: Role, settings: Settings) -> FastAPI:
@@ -81,9 +104,12 @@ def create_app(role: Role, settings: Settings) -> FastAPI:
                 runtime.on_commands.append(worker.runner.wake.set)
                 await worker.start(wake_on=lambda cb: runtime.notifier.listen(runtime.notifier.commands_channel, cb))
             log.info("%s", banner(settings, role))
+            tune_gc()
             try:
                 yield
             finally:
+                gc.unfreeze()
+                gc.set_threshold(*DEFAULT_GC_THRESHOLD)
                 beating.cancel()
                 await hub.shutdown()
                 with contextlib.suppress(Exception):  # a stale row ages out of the health page anyway
@@ -93,7 +119,7 @@ def create_app(role: Role, settings: Settings) -> FastAPI:
                     await worker.stop()
                 await authenticator.aclose()
 
-    app = FastAPI(
+    app = Api(
         title="CML Cloud Manager",
         version=__version__,
         docs_url="/api/docs",

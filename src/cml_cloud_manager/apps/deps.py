@@ -1,4 +1,7 @@
-"""FastAPI dependency aliases: the only place request handlers reach process-wide objects."""
+"""FastAPI dependency aliases: the only place request handlers reach process-wide objects.
+
+They are `async def` although they never await: FastAPI runs a plain `def` dependency in its thread pool,
+a thread hop per dependency per request."""
 
 from __future__ import annotations
 
@@ -12,22 +15,22 @@ from ..integrations import Integrations
 from ..storage.db import Database
 
 
-def _db(request: Request) -> Database:
+async def _db(request: Request) -> Database:
     db: Database = request.app.state.db
     return db
 
 
-def _settings(request: Request) -> Settings:
+async def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def _integrations(request: Request) -> Integrations:
+async def _integrations(request: Request) -> Integrations:
     integrations: Integrations = request.app.state.runtime.integrations
     return integrations
 
 
-def _hub(request: Request) -> Hub:
+async def _hub(request: Request) -> Hub:
     hub: Hub = request.app.state.hub
     return hub
 

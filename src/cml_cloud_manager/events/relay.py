@@ -58,8 +58,13 @@ class Client:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     closed: bool = False
     close_reason: str = ""
-    # The deadline of the write in progress, if any: a client dropped for being slow is cut off mid-write.
-    write_deadline: asyncio.Timeout | None = None
+    # Kept by the response that writes this stream, read by the hub's watchdog: one timer for all clients
+    # instead of two per delivery (creating and cancelling timers dominated the fan-out's CPU).
+    writer: asyncio.Task[None] | None = None
+    write_started: float | None = None  # loop time the write in progress began
+    last_write: float = 0.0
+    heartbeat_due: bool = False
+    cut_off: bool = False
 
     def wants(self, event: Relayed) -> bool:
         if event.seq <= self.skip_through:
@@ -75,8 +80,8 @@ class Client:
             return False
         if len(self.frames) >= self.limit or self.buffered + len(frame) > self.max_bytes:
             self.close("too slow: its event buffer filled up")
-            if self.write_deadline is not None:
-                self.write_deadline.reschedule(asyncio.get_running_loop().time())
+            if self.write_started is not None:
+                self.cut()
             return False
         self.frames.append(frame)
         self.buffered += len(frame)
@@ -92,15 +97,30 @@ class Client:
         self.close_reason = reason
         self.wake.set()
 
-    async def next_chunk(self, timeout: float) -> bytes | None:
-        """Everything buffered, as one write; None when `timeout` passes quietly (time for a heartbeat)."""
-        if not self.frames and not self.closed:
-            self.wake.clear()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(timeout):
-                    await self.wake.wait()
-            if not self.frames:
+    def cut(self) -> None:
+        """Interrupt the write in progress: a client that stopped reading holds it on a full socket forever."""
+        if self.writer is not None and not self.cut_off:
+            self.cut_off = True
+            self.writer.cancel()
+
+    def watch(self, now: float, heartbeat: float, write_timeout: float) -> None:
+        """The hub's periodic check: cut off a write that hangs, ask a quiet stream for a heartbeat."""
+        if self.write_started is not None:
+            if now - self.write_started >= write_timeout:
+                self.close(self.close_reason or "too slow: not reading")
+                self.cut()
+        elif not self.frames and now - self.last_write >= heartbeat:
+            self.heartbeat_due = True
+            self.wake.set()
+
+    async def next_chunk(self) -> bytes | None:
+        """Everything buffered, as one write; None when the hub asked for a heartbeat."""
+        while not self.frames and not self.closed:
+            if self.heartbeat_due:
+                self.heartbeat_due = False
                 return None
+            self.wake.clear()
+            await self.wake.wait()
         chunk = b"".join(self.frames)
         self.frames.clear()
         self.buffered = 0
@@ -123,7 +143,10 @@ class Hub:
     async def start(self) -> None:
         async with self.db.session(write=False) as session:
             self.position = (await session.execute(select(func.max(EventRow.seq)))).scalar() or 0
-        self._tasks = [asyncio.create_task(self._run(), name="sse-relay")]
+        self._tasks = [
+            asyncio.create_task(self._run(), name="sse-relay"),
+            asyncio.create_task(self._watch(), name="sse-watchdog"),
+        ]
         if self.notifier.redis is not None:
             self._tasks.append(
                 asyncio.create_task(self.notifier.listen(self.notifier.channel, self.wake), name="sse-notify")
@@ -165,6 +188,18 @@ class Hub:
             except Exception as exc:  # the relay must outlive database outages
                 log.warning("event relay could not read the outbox: %s", exc)
                 await asyncio.sleep(1)
+
+    async def _watch(self) -> None:
+        heartbeat = self.settings.sse_heartbeat_seconds
+        write_timeout = self.settings.sse_write_timeout_seconds
+        # A quarter of the shorter period: heartbeats and cut-offs come at most 25% late.
+        tick = min(heartbeat, write_timeout) / 4
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(tick)
+            now = loop.time()
+            for client in list(self.clients):
+                client.watch(now, heartbeat, write_timeout)
 
     async def catch_up(self) -> None:
         while True:

@@ -11,9 +11,10 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from starlette.types import Send
+from starlette.types import Receive, Scope, Send
 
 from ..apps.deps import DatabaseDep, HubDep, SettingsDep
+from ..apps.server_send import SERVER_SEND
 from ..auth.guard import needs
 from ..auth.roles import Role
 from ..errors import BadRequest
@@ -27,33 +28,45 @@ log = logging.getLogger(__name__)
 
 class EventStreamResponse(StreamingResponse):
     """A stream whose writes can be cut off: when the client stops reading, the server's send blocks on a full
-    socket, so the hub's "too slow" verdict (or the write timeout) must interrupt the send itself. The response
+    socket, so the hub's "too slow" verdict (or its write watchdog) must interrupt the send itself. The response
     is then left incomplete, which makes the server close the connection and free its buffers."""
 
-    def __init__(self, content: AsyncIterator[bytes], client: Client, write_timeout: float) -> None:
+    def __init__(self, content: AsyncIterator[bytes], client: Client) -> None:
         super().__init__(
             content,
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Connection": "keep-alive"},
         )
         self.client = client
-        self.write_timeout = write_timeout
         self.content = content
+        self.body_send: Send | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self.body_send = scope.get(SERVER_SEND)
+        await super().__call__(scope, receive, send)
 
     async def stream_response(self, send: Send) -> None:
+        client = self.client
+        loop = asyncio.get_running_loop()
+        client.writer = asyncio.current_task()
         await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        send_body = self.body_send or send
+        client.last_write = loop.time()
         async for chunk in self.content:
+            client.write_started = loop.time()
             try:
-                async with asyncio.timeout(self.write_timeout) as deadline:
-                    self.client.write_deadline = deadline
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            except TimeoutError:
-                self.client.close(self.client.close_reason or "too slow: not reading")
-                log.info("cutting off SSE client %d: %s", self.client.id, self.client.close_reason)
+                await send_body({"type": "http.response.body", "body": chunk, "more_body": True})
+            except asyncio.CancelledError:
+                if not client.cut_off:
+                    raise
+                if client.writer is not None:
+                    client.writer.uncancel()
+                log.info("cutting off SSE client %d: %s", client.id, client.close_reason)
                 await self.content.aclose()  # type: ignore[attr-defined]
                 return
             finally:
-                self.client.write_deadline = None
+                client.write_started = None
+            client.last_write = loop.time()
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
@@ -154,7 +167,7 @@ async def stream(
                 async for replayed in _replay(db, client, after, position):
                     yield replayed
             while True:
-                chunk = await client.next_chunk(settings.sse_heartbeat_seconds)
+                chunk = await client.next_chunk()
                 if chunk is None:
                     yield b": heartbeat\n\n"
                     continue
@@ -166,4 +179,4 @@ async def stream(
 
     if hub.closing:
         client.close("server shutdown")
-    return EventStreamResponse(body(), client, settings.sse_write_timeout_seconds)
+    return EventStreamResponse(body(), client)
