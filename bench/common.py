@@ -7,6 +7,9 @@ import os
 import resource
 import shutil
 import socket
+import statistics
+import threading
+import time
 import uuid
 from collections.abc import Coroutine
 from dataclasses import dataclass
@@ -34,6 +37,41 @@ def run_fast(coro: Coroutine[Any, Any, T]) -> T:
 
 def cores() -> int:
     return os.cpu_count() or 1
+
+
+def loopback_round_trip(client_cpu: int, server_cpu: int, rounds: int = 3000) -> float:
+    """Median microseconds for a 1-byte TCP ping-pong on loopback between threads pinned to two CPUs.
+
+    Calibrates the machine: on some virtual machines waking a thread on the other core costs ~100 us, so
+    every request, database round trip and SSE write between pinned processes pays it."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    main_cpus = os.sched_getaffinity(0)
+
+    def echo() -> None:
+        os.sched_setaffinity(0, {server_cpu})  # 0 = the calling thread
+        conn, _ = listener.accept()
+        with conn:
+            while data := conn.recv(64):
+                conn.sendall(data)
+
+    server = threading.Thread(target=echo, daemon=True)
+    server.start()
+    os.sched_setaffinity(0, {client_cpu})
+    try:
+        with socket.create_connection(("127.0.0.1", port)) as conn:
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            times = []
+            for _ in range(rounds):
+                began = time.perf_counter()
+                conn.sendall(b"x")
+                conn.recv(64)
+                times.append(time.perf_counter() - began)
+    finally:
+        os.sched_setaffinity(0, main_cpus)
+        listener.close()
+    server.join(5)
+    return statistics.median(times) * 1e6
 
 
 def raise_nofile(limit: int = NOFILE) -> int:

@@ -6,14 +6,16 @@ import platform
 import re
 import subprocess
 import time
+from importlib import metadata
 from pathlib import Path
 
-from .common import cores
+from .common import cores, loopback_round_trip
 from .jobs import JobsResult
 from .separation import SeparationResult
 from .sse_fanout import SseResult
 from .stats import Figure, ms
 
+STACK = ("fastapi", "starlette", "uvicorn", "uvloop", "pydantic", "sqlalchemy", "asyncpg")
 DOCS_MARKERS = ("<!-- bench:latest:start -->", "<!-- bench:latest:end -->")
 
 
@@ -47,8 +49,14 @@ def machine(background: float) -> list[str]:
         memory = int(info.readline().split()[1]) / 1024 / 1024
     commit = _first_line(["git", "rev-parse", "--short", "HEAD"])
     dirty = " (with uncommitted changes)" if _first_line(["git", "status", "--porcelain"]) != "unknown" else ""
+    same = loopback_round_trip(0, 0)
+    across = loopback_round_trip(0, 1) if cores() > 1 else same
+    versions = ", ".join(f"{name} {metadata.version(name)}" for name in STACK)
     return [
         f"- CPU: {cpu}, **{cores()} cores**; memory {memory:.0f} GiB",
+        f"- loopback TCP round trip (median): {same:.0f} us on one core, {across:.0f} us between cores 0 and 1 "
+        "(every request, database query and SSE write between the pinned processes crosses cores)",
+        f"- {versions}",
         f"- Python {platform.python_version()}; {_first_line(['psql', '--version'])}; "
         f"{_first_line(['redis-server', '--version'])}",
         f"- code: commit {commit}{dirty}",
