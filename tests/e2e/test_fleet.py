@@ -187,7 +187,8 @@ async def test_instance_vanished_mid_operation_fails_clearly_then_is_marked(
     # Either EC2 says the instance is unknown, or a metrics run noticed first and the worker is already terminated.
     error = done.data["data"]["error"]
     assert "i-0000000000000dead" in error or "while it is terminated" in error, error
-    await stream.until(
+    # wait_for: when a metrics run got there first, the status event came before the command's failure.
+    await stream.wait_for(
         lambda e: (
             e.type == "worker.status.updated" and e.subject == worker["id"] and e.data["data"]["status"] == "terminated"
         ),
