@@ -72,6 +72,19 @@ def separation_figures(result: SeparationResult) -> list[Figure]:
                     "fixed target",
                 )
             )
+    base = result.phase("split", min(result.plan.rates), False)
+    if base is not None and base.cpu.get("api"):
+        per_request = base.cpu["api"] * 10 / base.rate  # percent of one core -> ms of CPU per request
+        out.append(
+            Figure(
+                section,
+                f"split mode API CPU per request ({base.rate} req/s, idle)",
+                f"{per_request:.2f} ms: one core serves at most ~{1000 / per_request:,.0f} req/s of this mix",
+                "",
+                None,
+                "the API's CPU over the phase divided by its requests; a rate above that capacity queues",
+            )
+        )
     other = max((p.cpu.get("other", 0.0) for p in result.phases), default=0.0)
     out.append(
         Figure(

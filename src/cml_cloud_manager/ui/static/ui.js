@@ -101,7 +101,11 @@ function openDialog(content, { label, onSubmit }) {
     });
     dialog.addEventListener("close", () => {
       dialog.remove();
-      if (opener instanceof HTMLElement && opener.isConnected) opener.focus();
+      // A live update may have re-rendered the opener while the dialog was open: its twin has the same key.
+      const key = opener instanceof HTMLElement ? opener.dataset.key : undefined;
+      const target = opener instanceof HTMLElement && opener.isConnected ? opener
+        : key ? document.querySelector(`[data-key="${CSS.escape(key)}"]`) : null;
+      target?.focus();
       resolve(result);
     });
     dialog.showModal();
