@@ -128,7 +128,7 @@ async def test_license_registration_never_echoes_the_token(fleet: Any, sandbox: 
     response = await api.post(f"/api/workers/{worker['id']}/license", json={"token": token})
     assert response.status_code == 202 and token not in response.text
     seen = await stream.until(command_done(response.json()["command_id"]), timeout=30)
-    assert seen[-1].type == "command.completed", seen[-1].data
+    assert seen[-1].type == "command.completed", seen[-1].data["data"]
     types = [e.type for e in seen]
     assert "license.registration.started" in types and "license.registration.completed" in types
     assert all(token not in str(e.data) for e in seen)
@@ -217,7 +217,7 @@ async def test_create_provisions_a_tagged_instance(fleet: Any, sandbox: Sandbox)
     ami = sandbox.ec2().describe_images(Owners=["self"])["Images"][0]["ImageId"]
     response = await api.post("/api/workers", json={"name": "fresh", "ami_id": ami, "tags": {"team": "qa"}})
     seen = await stream.until(command_done(response.json()["command_id"]), timeout=30)
-    assert seen[-1].type == "command.completed", seen[-1].data
+    assert seen[-1].type == "command.completed", seen[-1].data["data"]
     instance_id = seen[-1].data["data"]["result"]["instance_id"]
     tags = {
         t["Key"]: t["Value"]

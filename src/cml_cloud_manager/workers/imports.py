@@ -15,6 +15,7 @@ from ..jobs.context import Context
 from ..storage.models import WorkerRow
 from . import service
 from .domain import WorkerStatus
+from .sync import TAG_WORKER_ID
 from .tasks import import_one
 
 log = logging.getLogger(__name__)
@@ -53,9 +54,13 @@ async def import_matching(ctx: Context, regions: list[str], pattern: str, *, rea
         async with ctx.db.session() as session:
             fresh = []
             for instance in instances:
-                if await service.by_instance(session, instance.id) is None:
-                    row = await import_one(session, instance, reason=reason, ami_name=ami_names[instance.image_id])
-                    fresh.append(row.id)
+                if await service.by_instance(session, instance.id) is not None:
+                    continue
+                owner = instance.tags.get(TAG_WORKER_ID)
+                if owner and await session.get(WorkerRow, owner) is not None:
+                    continue  # launched by a create command, which adopts it into its own worker
+                row = await import_one(session, instance, reason=reason, ami_name=ami_names[instance.image_id])
+                fresh.append(row.id)
             if fresh:  # metrics and CML state now, not at the next worker-metrics tick
                 await enqueue(session, "worker.refresh", {"worker_ids": fresh})
         imported += fresh
