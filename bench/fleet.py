@@ -71,6 +71,19 @@ def seed(endpoint: str, count: int) -> list[str]:
     return Emulated(endpoint).launch(count)
 
 
+def sandbox_settings(database_url: str, env: dict[str, str], **extra: object) -> Settings:
+    """Settings for code run in the benchmark process against the emulator and simulator in `env`."""
+    return load_settings(
+        database_url=database_url,
+        aws_endpoint_url=env["AWS_ENDPOINT_URL"],
+        aws_regions=[REGION],
+        cml_url_template=env["CML_URL_TEMPLATE"],
+        cml_password="admin",
+        cml_verify_tls=False,
+        **extra,
+    )
+
+
 class Fleet:
     """The emulator + simulator processes and the app settings that point at them. Use as a context manager."""
 
@@ -119,16 +132,7 @@ class Fleet:
         return env
 
     def settings(self, database_url: str) -> Settings:
-        env = self.app_env()
-        return load_settings(
-            database_url=database_url,
-            aws_endpoint_url=env["AWS_ENDPOINT_URL"],
-            aws_regions=[REGION],
-            cml_url_template=env["CML_URL_TEMPLATE"],
-            cml_password="admin",
-            cml_verify_tls=False,
-            log_level="WARNING",
-        )
+        return sandbox_settings(database_url, self.app_env(), log_level="WARNING")
 
     def grow(self, total: int) -> float:
         """Launch instances until the emulator holds `total`; returns the seconds it took."""

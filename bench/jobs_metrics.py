@@ -15,7 +15,6 @@ import tempfile
 import time
 from pathlib import Path
 
-from cml_cloud_manager.config import load_settings
 from cml_cloud_manager.integrations import build_integrations
 from cml_cloud_manager.jobs.context import Context
 from cml_cloud_manager.sandbox.run import sandbox_env
@@ -26,7 +25,7 @@ from cml_cloud_manager.storage.migrate import migrate
 from cml_cloud_manager.workers.imports import import_matching
 from cml_cloud_manager.workers.metrics import refresh_workers
 
-from .fleet import seed
+from .fleet import sandbox_settings, seed
 
 
 async def run(count: int, runs: int, database_url: str) -> list[float]:
@@ -38,14 +37,7 @@ async def run(count: int, runs: int, database_url: str) -> list[float]:
         print(f"seeded {count} instances in {time.perf_counter() - began:.1f}s", flush=True)
         os.environ.update(aws_env())
         env = sandbox_env(aws.url, cml.url)
-        settings = load_settings(
-            database_url=database_url,
-            aws_endpoint_url=env["AWS_ENDPOINT_URL"],
-            aws_regions=[REGION],
-            cml_url_template=env["CML_URL_TEMPLATE"],
-            cml_password="admin",
-            cml_verify_tls=False,
-        )
+        settings = sandbox_settings(database_url, env)
         db = Database(settings)
         await migrate(db)
         integrations = build_integrations(settings)
