@@ -26,6 +26,7 @@ from ..health import service as health_service
 from ..jobs import endpoints as commands
 from ..labs import endpoints as labs
 from ..licensing import endpoints as licensing
+from ..stopping import finish
 from ..system import endpoints as system
 from ..workers import endpoints as workers
 from ..workers.service import snapshot
@@ -92,9 +93,10 @@ def create_app(role: Role, settings: Settings) -> FastAPI:
             await authenticator.start()
             await hub.start()
             api_id = process_id(Role.API)
+            stop_beating = asyncio.Event()
             beating = asyncio.create_task(
                 health_service.keep_beating(
-                    runtime.db, process_id=api_id, role="api", every=settings.worker_heartbeat_seconds
+                    runtime.db, stop_beating, process_id=api_id, role="api", every=settings.worker_heartbeat_seconds
                 ),
                 name="api-heartbeat",
             )
@@ -110,8 +112,9 @@ def create_app(role: Role, settings: Settings) -> FastAPI:
             finally:
                 gc.unfreeze()
                 gc.set_threshold(*DEFAULT_GC_THRESHOLD)
-                beating.cancel()
+                stop_beating.set()
                 await hub.shutdown()
+                await finish([beating], settings.shutdown_grace_seconds)
                 with contextlib.suppress(Exception):  # a stale row ages out of the health page anyway
                     async with runtime.db.session() as session:
                         await health_service.forget(session, api_id)

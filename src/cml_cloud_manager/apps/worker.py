@@ -28,6 +28,7 @@ from ..jobs import registry
 from ..jobs.commands import CommandRunner
 from ..jobs.context import CommandType, Context
 from ..jobs.scheduler import Scheduler
+from ..stopping import finish
 from ..storage.db import Database
 from ..storage.models import CommandRow, JobRunRow
 from .runtime import Runtime, open_runtime
@@ -53,6 +54,8 @@ class WorkerRuntime:
         self.runner = CommandRunner(self.ctx, [*registry.commands(), run_job])
         self.stop_event = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._listener: asyncio.Task[None] | None = None
+        self._drained = asyncio.Event()
 
     async def _run_job(self, ctx: Context, payload: dict[str, Any]) -> dict[str, Any]:
         return await self.scheduler.run_now(str(payload["job"]))
@@ -66,7 +69,7 @@ class WorkerRuntime:
             asyncio.create_task(self._keepalive(), name="keepalive"),
         ]
         if wake_on is not None:
-            self._tasks.append(asyncio.create_task(wake_on(self.runner.wake.set), name="command-wakeups"))
+            self._listener = asyncio.create_task(wake_on(self.runner.wake.set), name="command-wakeups")
         enabled = {n: p for n, p in self.scheduler.plans.items() if p.enabled}
         log.info(
             "worker %s: %d scheduled job(s), %d command type(s)",
@@ -82,8 +85,11 @@ class WorkerRuntime:
     async def _keepalive(self) -> None:
         """Heartbeat and lease renewal in one loop, in the database's clock."""
         period = min(self.settings.worker_heartbeat_seconds, self.settings.lease_seconds / 3)
-        while True:
-            await asyncio.sleep(period)
+        while not self._drained.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(period):
+                    await self._drained.wait()
+                    return
             try:
                 await self._heartbeat()
             except Exception as exc:
@@ -137,11 +143,11 @@ class WorkerRuntime:
         self.runner.wake.set()
         grace = self.settings.shutdown_grace_seconds
         await asyncio.gather(self.scheduler.drain(grace), self.runner.drain(grace))
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        self._drained.set()  # leases are renewed until here
+        if self._listener is not None:
+            self._listener.cancel()
+        for task in await finish(self._tasks, grace):
+            log.warning("%s did not stop by itself and was cancelled", task.get_name())
         try:
             async with self.db.session() as session:
                 await health.forget(session, self.process_id)

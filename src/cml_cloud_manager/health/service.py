@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -91,9 +92,11 @@ async def api_replicas(session: AsyncSession, *, now: datetime, alive_seconds: f
     ]
 
 
-async def keep_beating(db: Database, *, process_id: str, role: str, every: float) -> None:
-    """The API's heartbeat, so the health page can list API replicas; failures only skip a beat."""
-    while True:
+async def keep_beating(db: Database, stop: asyncio.Event, *, process_id: str, role: str, every: float) -> None:
+    """The API's heartbeat, so the health page can list API replicas; failures only skip a beat. Ends when
+    `stop` is set, never by cancellation: a task cancelled inside a SQLite transaction can leave the write
+    lock held, and the shutdown's own write then waits for it."""
+    while not stop.is_set():
         try:
             async with db.session() as session:
                 await beat(
@@ -107,4 +110,6 @@ async def keep_beating(db: Database, *, process_id: str, role: str, every: float
                 )
         except Exception as exc:
             log.warning("API heartbeat failed: %s", exc)
-        await asyncio.sleep(every)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(every):
+                await stop.wait()

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..errors import AppError
 from ..events import outbox
+from ..stopping import finish
 from ..storage.models import CommandRow
 from .context import CommandType, Context
 
@@ -215,11 +216,4 @@ class CommandRunner:
             log.error("could not requeue command %s: %s", row.id, exc)
 
     async def drain(self, grace: float) -> None:
-        tasks = list(self.running.values())
-        if not tasks:
-            return
-        _, pending = await asyncio.wait(tasks, timeout=grace)
-        for task in pending:
-            task.cancel()
-        if pending:
-            await asyncio.wait(pending)
+        await finish(list(self.running.values()), grace)

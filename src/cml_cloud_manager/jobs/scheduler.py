@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ..config import Settings
 from ..errors import Conflict
 from ..events import outbox
+from ..stopping import finish
 from ..storage.models import JobRunRow
 from ..system import service as system_settings
 from .context import Context, Job
@@ -327,8 +328,4 @@ class Scheduler:
         if not tasks:
             return
         log.info("waiting up to %.0fs for %d running job(s)", grace, len(tasks))
-        _, pending = await asyncio.wait(tasks, timeout=grace)
-        for task in pending:
-            task.cancel()
-        if pending:
-            await asyncio.wait(pending)
+        await finish(tasks, grace)
