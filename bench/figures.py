@@ -197,6 +197,8 @@ def jobs_figures(result: JobsResult) -> list[Figure]:
                 f"calls alone take {s.aws:.1f} s of it",
             )
         )
+    for size, why in sorted(result.failed.items()):
+        out.append(Figure(section, f"worker-metrics over {size:,} simulated workers", "not measured", "", None, why))
     if 1000 in by_size and max(by_size) > 1000:
         top = max(by_size)
         grows = ratio(by_size[top].median, by_size[1000].median)

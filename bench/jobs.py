@@ -19,6 +19,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from cml_cloud_manager.aws import cloudwatch, ec2
+from cml_cloud_manager.errors import AppError
 from cml_cloud_manager.integrations import build_integrations
 from cml_cloud_manager.jobs.context import Context
 from cml_cloud_manager.sandbox.seed import REGION
@@ -73,6 +74,11 @@ class JobsResult:
     plan: JobsPlan
     sizes: list[SizeResult] = field(default_factory=list)
     race: RaceResult | None = None
+    failed: dict[int, str] = field(default_factory=dict)  # fleet size -> why it could not be measured
+
+
+class SizeFailed(Exception):
+    """A fleet size could not be timed (the emulator gave up under it); larger sizes are not tried."""
 
 
 async def time_size(ctx: Context, fleet: Fleet, size: int, runs: int) -> SizeResult:
@@ -86,7 +92,12 @@ async def time_size(ctx: Context, fleet: Fleet, size: int, runs: int) -> SizeRes
         summary = await collect_metrics(ctx)
         durations.append(time.perf_counter() - began)
         print(f"    {size:,} workers, run {index + 1}: {durations[-1]:.2f}s {summary}", flush=True)
-    aws = await time_aws(ctx)
+        if summary["failed_regions"]:  # a run that lost its region is fast for the wrong reason
+            raise SizeFailed(f"run {index + 1} lost its region: {summary['failed_regions']}")
+    try:
+        aws = await time_aws(ctx)
+    except AppError as exc:
+        raise SizeFailed(f"the AWS calls alone failed: {exc}") from exc
     print(f"    {size:,} workers: the same AWS calls alone take {aws:.2f}s", flush=True)
     return SizeResult(size, durations, warmup, summary, aws)
 
@@ -172,7 +183,12 @@ def run_jobs(plan: JobsPlan, log_dir: Path | None = None) -> JobsResult:
                     ctx = Context(db=database, settings=settings, integrations=integrations, process_id="bench")
                     for size in which:
                         runs = plan.runs if size <= 1000 else plan.big_runs
-                        result.sizes.append(await time_size(ctx, fleet, size, runs))
+                        try:
+                            result.sizes.append(await time_size(ctx, fleet, size, runs))
+                        except (SizeFailed, AppError) as exc:
+                            result.failed[size] = str(exc)
+                            print(f"    {size:,} workers: not measured: {exc}", flush=True)
+                            return
                 finally:
                     await integrations.aclose()
                     await database.dispose()

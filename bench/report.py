@@ -127,6 +127,8 @@ def jobs_details(result: JobsResult) -> list[str]:
     for s in sorted(result.sizes, key=lambda s: s.workers):
         runs = ", ".join(f"{d:.2f}" for d in s.durations)
         lines.append(f"| {s.workers:,} | {runs} | {s.median:.2f} s | {s.aws:.2f} s | {s.warmup:.1f} | `{s.summary}` |")
+    for size, why in sorted(result.failed.items()):
+        lines.append(f"| {size:,} | not measured | | | | {why} |")
     if result.race:
         r = result.race
         lines += [
