@@ -11,10 +11,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from ..config import Settings
 
@@ -35,8 +36,18 @@ def dumps(value: object) -> str:
     return json.dumps(value, default=_json_default, separators=(",", ":"))
 
 
+def loads(text: str | bytes) -> Any:
+    """JSON columns back to Python: orjson (reading 100 workers' tags and details took a third of a list
+    request's CPU with the standard library); the standard library for what orjson refuses (NaN, which
+    `dumps` writes for a float NaN)."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
 def _sqlite_engine(url: str, begin: str) -> AsyncEngine:
-    engine = create_async_engine(url, connect_args={"timeout": 30}, json_serializer=dumps)
+    engine = create_async_engine(url, connect_args={"timeout": 30}, json_serializer=dumps, json_deserializer=loads)
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -71,6 +82,7 @@ def _postgres_engine(url: str, pool_size: int) -> AsyncEngine:
         max_overflow=pool_size,
         pool_timeout=10,
         json_serializer=dumps,
+        json_deserializer=loads,
         connect_args={"timeout": 5, "command_timeout": 60},
     )
 
@@ -124,6 +136,13 @@ class Database:
             yield session
         if session.info.get(EVENTS_WRITTEN) and self.on_commit is not None:
             await self.on_commit(session.info)
+
+    @asynccontextmanager
+    async def reading(self) -> AsyncIterator[AsyncConnection]:
+        """A bare connection for hot read paths: Core statements only, no ORM session around them (which costs
+        more CPU than the query on a one-row read)."""
+        async with self.read_engine.connect() as conn:
+            yield conn
 
     async def now(self, session: AsyncSession) -> datetime:
         """The database's clock, so leases and heartbeats agree across machines."""

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse, Response
+from pydantic_core import to_json
 from sqlalchemy import select
 
 from ..apps.deps import DatabaseDep, SettingsDep
@@ -57,10 +58,10 @@ async def list_workers(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
 ) -> Response:
-    async with db.session(write=False) as session:
-        page = await service.list_page(session, region=region, status=status, limit=limit, offset=offset)
-    # Serialised here, once: FastAPI would validate the page a second time against `response_model`.
-    return Response(page.model_dump_json(), media_type="application/json")
+    async with db.reading() as conn:
+        page = await service.list_page(conn, region=region, status=status, limit=limit, offset=offset)
+    # `response_model` documents the page; FastAPI would also validate it, row by row.
+    return Response(to_json(page), media_type="application/json")
 
 
 @router.get("/summary", summary="Fleet totals: counts by status, average CPU, estimated hourly cost")
@@ -119,9 +120,10 @@ async def import_workers(body: WorkerImport, db: DatabaseDep, settings: Settings
 
 
 @router.get("/{worker_id}", summary="One worker", response_model=WorkerOut)
-async def get_worker(worker_id: str, db: DatabaseDep) -> WorkerOut:
-    async with db.session(write=False) as session:
-        return WorkerOut.model_validate(await service.get(session, worker_id))
+async def get_worker(worker_id: str, db: DatabaseDep) -> Response:
+    async with db.reading() as conn:
+        worker = await service.read(conn, worker_id)
+    return Response(worker.model_dump_json(), media_type="application/json")  # validated once, in `read`
 
 
 async def _action(db: DatabaseDep, settings: SettingsDep, worker_id: str, action: str, **payload: Any) -> JSONResponse:
