@@ -6,9 +6,10 @@ import asyncio
 from collections.abc import Callable
 
 import pytest
+from botocore.utils import parse_timestamp
 
 from cml_cloud_manager.aws import ec2
-from cml_cloud_manager.aws.session import AwsClients, AwsConfig
+from cml_cloud_manager.aws.session import AwsClients, AwsConfig, parse_aws_timestamp
 
 from .conftest import Ec2Stub
 
@@ -102,3 +103,24 @@ async def test_closed_clients_refuse_calls(stub_clients: Callable[..., AwsClient
 
     with pytest.raises(RuntimeError, match="closed"):
         await ec2.describe_instances(clients, REGION)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "2026-11-30T21:04:29.000Z",
+        "2026-11-30T21:04:29+02:00",
+        "2026-11-30T21:04:29",
+        "1796073631",
+        1796073631.5,
+        "Mon, 30 Nov 2026 21:04:29 GMT",
+    ],
+)
+def test_timestamps_parse_as_botocore_parses_them(value: str | float) -> None:
+    assert parse_aws_timestamp(value) == parse_timestamp(value)  # type: ignore[arg-type]
+
+
+def test_clients_parse_timestamps_with_it() -> None:
+    clients = AwsClients(AwsConfig(endpoint_url="http://127.0.0.1:9"))
+    parser = clients.client("ec2", REGION)._endpoint._response_parser_factory.create_parser("ec2")
+    assert parser._timestamp_parser is parse_aws_timestamp

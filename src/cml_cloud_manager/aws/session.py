@@ -14,11 +14,14 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar
 
 import boto3
+import botocore.session
 from botocore.config import Config
+from botocore.utils import parse_timestamp
 
 from cml_cloud_manager.aws.errors import BOTO_ERRORS, translate
 
@@ -29,6 +32,18 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 RetryMode = Literal["standard", "adaptive"]
 Service = Literal["ec2", "cloudwatch"]
+
+
+def parse_aws_timestamp(value: str | int | float) -> datetime:
+    """EC2 and CloudWatch send ISO 8601; botocore parses every timestamp with dateutil, which took a fifth of
+    worker-metrics' CPU over 1,000 instances. Anything else (epoch seconds, RFC 822) goes to botocore."""
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            pass
+    parsed: datetime = parse_timestamp(str(value))
+    return parsed
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +109,11 @@ class AwsClients:
             cached = self._clients.get(key)
             if cached is None:
                 if self._session is None:
+                    core = botocore.session.get_session()
+                    parsers = core.get_component("response_parser_factory")
+                    parsers.set_parser_defaults(timestamp_parser=parse_aws_timestamp)
                     self._session = boto3.session.Session(
+                        botocore_session=core,
                         aws_access_key_id=self.config.access_key_id,
                         aws_secret_access_key=self.config.secret_access_key,
                         aws_session_token=self.config.session_token,
