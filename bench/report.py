@@ -77,7 +77,9 @@ def separation_details(result: SeparationResult) -> list[str]:
     lines = [
         f"Open-loop load for {plan.seconds:.0f} s per phase after {plan.warmup:.0f} s of warm-up; one request in "
         f"{plan.list_every} lists 100 workers, the others fetch one worker. Latency runs from each request's due "
-        "time. CPU is the mean over the phase, in percent of one core; `<process> wait` is the share of time the "
+        "time. The API (or combined) process has CPU 0 to itself; everything else, PostgreSQL and Redis included, "
+        "shares CPU 1, where the AWS emulator and CML simulator run at a lower priority. "
+        "CPU is the mean over the phase, in percent of one core; `<process> wait` is the share of time the "
         "process was ready to run but waited for its CPU (contention, not work); `other` is CPU used by anything "
         "the benchmark did not start (other processes, the kernel's own work): high values mean a disturbed run.",
         "",
