@@ -145,7 +145,8 @@ class WorkerRuntime:
         await asyncio.gather(self.scheduler.drain(grace), self.runner.drain(grace))
         self._drained.set()  # leases are renewed until here
         if self._listener is not None:
-            self._listener.cancel()
+            self._listener.cancel()  # a pub/sub subscription: no transaction to interrupt
+            await asyncio.wait([self._listener])
         for task in await finish(self._tasks, grace):
             log.warning("%s did not stop by itself and was cancelled", task.get_name())
         try:
