@@ -2,48 +2,27 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import orjson
-from sqlalchemy import event, text
+from sqlalchemy import Select, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from ..config import Settings
+from .hot_reads import HotReads
+from .jsoncodec import dumps, loads
 
 log = logging.getLogger(__name__)
 
 EVENTS_WRITTEN = "events_written"
 SOURCE = "event_source"
-
-
-def _json_default(value: object) -> str:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-
-def dumps(value: object) -> str:
-    """JSON for JSON columns: datetimes become ISO 8601 strings."""
-    return json.dumps(value, default=_json_default, separators=(",", ":"))
-
-
-def loads(text: str | bytes) -> Any:
-    """JSON columns back to Python: orjson (reading 100 workers' tags and details took a third of a list
-    request's CPU with the standard library); the standard library for what orjson refuses (NaN, which
-    `dumps` writes for a float NaN)."""
-    try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return json.loads(text)
 
 
 def _sqlite_engine(url: str, begin: str) -> AsyncEngine:
@@ -117,11 +96,13 @@ class Database:
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
             self.write_engine = _sqlite_engine(self.url, "BEGIN IMMEDIATE")
             self.read_engine = _sqlite_engine(self.url, "BEGIN")
+            self.hot_reads: HotReads | None = None
         else:
             self.write_engine = _postgres_engine(self.url, settings.database_pool_size)
             # Reads skip BEGIN/COMMIT: one round trip per query instead of three. A read of several statements
             # (a page and its total) may see two snapshots; nothing relies on more.
             self.read_engine = self.write_engine.execution_options(isolation_level="AUTOCOMMIT")
+            self.hot_reads = HotReads(self.url, self.write_engine.dialect, settings.database_pool_size)
         self._writer = async_sessionmaker(self.write_engine, expire_on_commit=False)
         self._reader = async_sessionmaker(self.read_engine, expire_on_commit=False)
         # Called after a commit that wrote events, with the session's `info` (see `apps.runtime`).
@@ -137,12 +118,14 @@ class Database:
         if session.info.get(EVENTS_WRITTEN) and self.on_commit is not None:
             await self.on_commit(session.info)
 
-    @asynccontextmanager
-    async def reading(self) -> AsyncIterator[AsyncConnection]:
-        """A bare connection for hot read paths: Core statements only, no ORM session around them (which costs
-        more CPU than the query on a one-row read)."""
+    async def rows(self, statement: Select[Any], params: Mapping[str, Any]) -> Sequence[Sequence[Any]]:
+        """All rows of a read-only statement built once at module level (the API's hottest reads): on asyncpg
+        directly on PostgreSQL (see `hot_reads`), through SQLAlchemy on SQLite."""
+        if self.hot_reads is not None:
+            return await self.hot_reads.rows(statement, params)
         async with self.read_engine.connect() as conn:
-            yield conn
+            rows: Sequence[Sequence[Any]] = (await conn.execute(statement, params)).all()
+        return rows
 
     async def now(self, session: AsyncSession) -> datetime:
         """The database's clock, so leases and heartbeats agree across machines."""
@@ -165,3 +148,5 @@ class Database:
         await self.write_engine.dispose()
         if self.is_sqlite:  # on PostgreSQL the read engine shares the write engine's pool
             await self.read_engine.dispose()
+        if self.hot_reads is not None:
+            await self.hot_reads.close()

@@ -58,8 +58,7 @@ async def list_workers(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
 ) -> Response:
-    async with db.reading() as conn:
-        page = await service.list_page(conn, region=region, status=status, limit=limit, offset=offset)
+    page = await service.list_page(db, region=region, status=status, limit=limit, offset=offset)
     # `response_model` documents the page; FastAPI would also validate it, row by row.
     return Response(to_json(page), media_type="application/json")
 
@@ -121,8 +120,7 @@ async def import_workers(body: WorkerImport, db: DatabaseDep, settings: Settings
 
 @router.get("/{worker_id}", summary="One worker", response_model=WorkerOut)
 async def get_worker(worker_id: str, db: DatabaseDep) -> Response:
-    async with db.reading() as conn:
-        worker = await service.read(conn, worker_id)
+    worker = await service.read(db, worker_id)
     return Response(worker.model_dump_json(), media_type="application/json")  # validated once, in `read`
 
 

@@ -6,10 +6,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Select, bindparam, func, select
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..errors import NotFound
 from ..events import outbox
+from ..storage.db import Database
 from ..storage.models import WorkerRow
 from . import pricing
 from .domain import WorkerStatus, check_transition
@@ -37,12 +38,12 @@ async def get(session: AsyncSession, worker_id: str, *, for_update: bool = False
     return row
 
 
-async def read(conn: AsyncConnection, worker_id: str) -> WorkerOut:
+async def read(db: Database, worker_id: str) -> WorkerOut:
     """One worker as the API shows it, without loading an ORM object."""
-    row = (await conn.execute(_READ_ONE, {"worker_id": worker_id})).first()
-    if row is None:
+    rows = await db.rows(_READ_ONE, {"worker_id": worker_id})
+    if not rows:
         raise WorkerNotFound(f"No worker with id '{worker_id}'")
-    return WorkerOut.model_validate(dict(zip(_KEYS, row, strict=True)))
+    return WorkerOut.model_validate(dict(zip(_KEYS, rows[0], strict=True)))
 
 
 async def by_instance(session: AsyncSession, instance_id: str) -> WorkerRow | None:
@@ -59,11 +60,21 @@ def _page_query(by_region: bool, by_status: bool) -> Select[Any]:
     return query.order_by(WorkerRow.name, WorkerRow.id).limit(bindparam("limit")).offset(bindparam("offset"))
 
 
+def _count_query(by_region: bool, by_status: bool) -> Select[Any]:
+    query = select(func.count()).select_from(WorkerRow)
+    if by_region:
+        query = query.where(WorkerRow.aws_region == bindparam("region"))
+    if by_status:
+        query = query.where(WorkerRow.status == bindparam("status"))
+    return query
+
+
 _PAGE_QUERIES = {(r, s): _page_query(r, s) for r in (False, True) for s in (False, True)}
+_COUNT_QUERIES = {(r, s): _count_query(r, s) for r in (False, True) for s in (False, True)}
 
 
 async def list_page(
-    conn: AsyncConnection,
+    db: Database,
     *,
     region: str | None = None,
     status: str | None = None,
@@ -74,13 +85,10 @@ async def list_page(
     (tests compare a listed worker with `GET /api/workers/{id}`), and validating 100 rows per request cost a
     quarter of the request's CPU."""
     params = {"region": region, "status": status, "limit": limit, "offset": offset}
-    rows = (await conn.execute(_PAGE_QUERIES[bool(region), bool(status)], params)).all()
-    if rows:
-        total = rows[0].total
-    else:  # past the end (or nothing matches): the window had no row to ride on
-        where = [WorkerRow.aws_region == region] if region else []
-        where += [WorkerRow.status == status] if status else []
-        total = (await conn.execute(select(func.count()).select_from(WorkerRow).where(*where))).scalar_one()
+    filters = bool(region), bool(status)
+    rows = await db.rows(_PAGE_QUERIES[filters], params)
+    # Past the end (or when nothing matches) the window count had no row to ride on.
+    total = rows[0][-1] if rows else (await db.rows(_COUNT_QUERIES[filters], params))[0][0]
     items = [dict(zip(_KEYS, row[:-1], strict=True)) for row in rows]
     return {"items": items, "total": total, "limit": limit, "offset": offset}
 
