@@ -50,23 +50,22 @@ async def by_instance(session: AsyncSession, instance_id: str) -> WorkerRow | No
     return (await session.scalars(select(WorkerRow).where(WorkerRow.aws_instance_id == instance_id))).first()
 
 
-def _page_query(by_region: bool, by_status: bool) -> Select[Any]:
-    # The total rides along on every row (a window count): one round trip instead of two.
-    query = select(*_LISTED, func.count().over().label("total"))
-    if by_region:
-        query = query.where(WorkerRow.aws_region == bindparam("region"))
-    if by_status:
-        query = query.where(WorkerRow.status == bindparam("status"))
-    return query.order_by(WorkerRow.name, WorkerRow.id).limit(bindparam("limit")).offset(bindparam("offset"))
-
-
-def _count_query(by_region: bool, by_status: bool) -> Select[Any]:
-    query = select(func.count()).select_from(WorkerRow)
+def _filtered(query: Select[Any], by_region: bool, by_status: bool) -> Select[Any]:
     if by_region:
         query = query.where(WorkerRow.aws_region == bindparam("region"))
     if by_status:
         query = query.where(WorkerRow.status == bindparam("status"))
     return query
+
+
+def _page_query(by_region: bool, by_status: bool) -> Select[Any]:
+    # The total rides along on every row (a window count): one round trip instead of two.
+    query = _filtered(select(*_LISTED, func.count().over().label("total")), by_region, by_status)
+    return query.order_by(WorkerRow.name, WorkerRow.id).limit(bindparam("limit")).offset(bindparam("offset"))
+
+
+def _count_query(by_region: bool, by_status: bool) -> Select[Any]:
+    return _filtered(select(func.count()).select_from(WorkerRow), by_region, by_status)
 
 
 _PAGE_QUERIES = {(r, s): _page_query(r, s) for r in (False, True) for s in (False, True)}
