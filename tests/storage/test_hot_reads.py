@@ -7,9 +7,10 @@ from datetime import UTC, datetime
 import pytest
 
 from cml_cloud_manager.storage.db import Database
+from cml_cloud_manager.storage.migrate import migrate
 from cml_cloud_manager.workers import service as workers
 
-from ..conftest import BACKEND
+from ..conftest import BACKEND, make_settings
 
 
 async def _two_workers(db: Database) -> None:
@@ -51,3 +52,19 @@ async def test_a_page_and_a_worker_read_back_what_was_written(db: Database) -> N
     one = await workers.read(db, first["id"])
     assert one.model_dump() == first
     assert (await workers.list_page(db, offset=5))["total"] == 2
+
+
+@pytest.mark.skipif(BACKEND != "postgres", reason="the driver-level path exists on PostgreSQL only")
+async def test_url_options_reach_both_pools_as_the_engine_reads_them(database_url: str) -> None:
+    # `ssl` is an asyncpg option the engine passes on; `prepared_statement_cache_size` is SQLAlchemy's own.
+    settings = make_settings(f"{database_url}?ssl=disable&prepared_statement_cache_size=50")
+    database = Database(settings, source="cml-cloud-manager/test")
+    try:
+        await migrate(database)
+        await _two_workers(database)
+        assert (await workers.list_page(database))["total"] == 2
+        assert database.hot_reads is not None
+        assert database.hot_reads.connect_kwargs["ssl"] == "disable"
+        assert "prepared_statement_cache_size" not in database.hot_reads.connect_kwargs
+    finally:
+        await database.dispose()

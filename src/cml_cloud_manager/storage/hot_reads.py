@@ -18,6 +18,9 @@ from sqlalchemy.engine import Dialect, make_url
 
 from .jsoncodec import dumps, loads
 
+# URL options that SQLAlchemy's asyncpg adapter consumes itself; `asyncpg.connect` does not take them.
+_SQLALCHEMY_ONLY = ("prepared_statement_cache_size", "prepared_statement_name_func", "async_fallback")
+
 # What a lost or refused connection raises; anything else (a bad statement) is a bug, not an outage.
 UNAVAILABLE = (
     asyncpg.PostgresConnectionError,
@@ -34,7 +37,14 @@ class HotReads:
     """Opens its pool on first use and keeps at most `pool_size` connections; `close()` ends them."""
 
     def __init__(self, url: str, dialect: Dialect, pool_size: int) -> None:
-        self.dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+        # The engine's own translation of DATABASE_URL, so both pools connect alike (host, ssl, sockets...).
+        _, connect_kwargs = dialect.create_connect_args(make_url(url))
+        self.connect_kwargs: dict[str, Any] = {
+            "timeout": 5,  # connecting, as the SQLAlchemy engine's `connect_args`
+            "command_timeout": 60,
+            "server_settings": {"application_name": "cml-cloud-manager/hot-reads"},
+        }
+        self.connect_kwargs.update((key, value) for key, value in connect_kwargs.items() if key not in _SQLALCHEMY_ONLY)
         self.dialect = dialect
         self.pool_size = pool_size
         self._pool: asyncpg.Pool | None = None
@@ -59,14 +69,11 @@ class HotReads:
         async with self._opening:
             if self._pool is None:
                 self._pool = await asyncpg.create_pool(
-                    self.dsn,
                     min_size=0,
                     max_size=self.pool_size,
-                    timeout=5,  # connecting, as the SQLAlchemy engine's `connect_args`
-                    command_timeout=60,
                     max_inactive_connection_lifetime=60,
                     init=_json_codecs,
-                    server_settings={"application_name": "cml-cloud-manager/hot-reads"},
+                    **self.connect_kwargs,
                 )
             return self._pool
 
