@@ -1,9 +1,12 @@
 import pytest
-from sqlalchemy import text
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import Connection, text
 
 from cml_cloud_manager.config import Settings
 from cml_cloud_manager.storage.db import Database
 from cml_cloud_manager.storage.migrate import SchemaOutdated, head_revision, migrate
+from cml_cloud_manager.storage.models import Base
 
 
 async def test_empty_database_is_migrated_then_left_alone(settings: Settings) -> None:
@@ -28,3 +31,11 @@ async def test_outdated_schema_refuses_to_start(settings: Settings) -> None:
             await migrate(db, only_if_empty=True)
     finally:
         await db.dispose()
+
+
+async def test_migrations_build_the_schema_the_models_declare(db: Database) -> None:
+    def differences(conn: Connection) -> list[object]:
+        return compare_metadata(MigrationContext.configure(conn), Base.metadata)
+
+    async with db.write_engine.connect() as conn:
+        assert await conn.run_sync(differences) == []

