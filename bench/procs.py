@@ -153,6 +153,47 @@ def services_on(cpus: set[int], names: tuple[str, ...] = ("postgres", "redis-ser
                     os.sched_setaffinity(int(task), every)
 
 
+class Background:
+    """Processes that may only use CPU nothing else wants: a CPU cgroup marked `cpu.idle`. `nice` cannot give
+    that here: the kernel weighs each session's autogroup as a whole, so a niced process still takes half a
+    shared core from PostgreSQL, which runs in another session. Where the cgroup cannot be made (no cgroup CPU
+    controller, not root), processes get `nice` and `refused` says why, for the report."""
+
+    NICE = 10
+
+    def __init__(self, name: str = "cml-bench-background") -> None:
+        self.base = next((p for p in (Path("/sys/fs/cgroup/cpu"), Path("/sys/fs/cgroup")) if p.is_dir()), None)
+        self.group = self.base / name if self.base else None
+        self.refused: str | None = None
+
+    def __enter__(self) -> Background:
+        try:
+            if self.group is None:
+                raise FileNotFoundError("no cgroup file system at /sys/fs/cgroup")
+            self.group.mkdir(exist_ok=True)
+            (self.group / "cpu.idle").write_text("1")
+        except OSError as exc:
+            self.refused = (
+                f"no idle CPU class for background processes ({exc.strerror or exc}); they run at nice {self.NICE}"
+            )
+        return self
+
+    def add(self, pid: int) -> None:
+        if self.refused is None and self.group is not None:
+            (self.group / "cgroup.procs").write_text(str(pid))
+        else:
+            os.setpriority(os.PRIO_PROCESS, pid, self.NICE)
+
+    def __exit__(self, *_: object) -> None:
+        if self.refused is not None or self.base is None or self.group is None or not self.group.is_dir():
+            return
+        for pid in (self.group / "cgroup.procs").read_text().split():
+            with suppress(OSError):
+                (self.base / "cgroup.procs").write_text(pid)
+        with suppress(OSError):
+            self.group.rmdir()
+
+
 def rss_kb(pid: int) -> int:
     with open(f"/proc/{pid}/status") as status:
         return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))

@@ -5,15 +5,15 @@ load (bench.loadgen, a separate process) at each rate, first with worker-metrics
 (every 10 s over the 1,000 simulated workers). The API (or combined) process is pinned to CPU 0; everything
 else we start (worker, load generator, emulator, simulator) to CPU 1, and the machine's PostgreSQL and Redis
 are moved there too for the section, as separate containers or machines would keep them off the API's CPU.
-The emulator and simulator stand in for remote AWS and CML hosts and run at a lower priority on that shared
-CPU: they may slow the job down, as a slow AWS would, but not the local processes.
+On that shared CPU the worker, the emulator and the simulator are background processes (`procs.Background`):
+on machines of their own, their CPU would not delay PostgreSQL or the clients. They may slow the job down, as
+a slow AWS would; the worker's queries still load PostgreSQL.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -26,13 +26,12 @@ import httpx
 
 from .common import REDIS, ScratchDatabase, free_port, pin_self
 from .fleet import Fleet, prepare_database
-from .procs import AppProcess, CpuSampler, services_on
+from .procs import AppProcess, Background, CpuSampler, services_on
 from .stats import Summary
 
 ROOT = Path(__file__).resolve().parents[1]
 JOB = "worker-metrics"
 INTERVAL = 10
-STAND_IN_NICE = 10  # the AWS emulator and CML simulator run below normal priority
 OTHER_JOBS_OFF = {
     f"{name}_ENABLED": "false" for name in ("LABS_REFRESH", "AUTO_IMPORT", "IDLE_DETECTION", "HOUSEKEEPING")
 }
@@ -79,6 +78,7 @@ class SeparationResult:
     plan: Plan
     phases: list[Phase]
     cpu_samples: dict[str, list[tuple[float, dict[str, float]]]]  # per mode
+    background_refused: str | None = None  # why the background processes only got `nice`, if they did
 
     def phase(self, mode: str, rate: int, jobs: bool) -> Phase | None:
         return next((p for p in self.phases if (p.mode, p.rate, p.jobs) == (mode, rate, jobs)), None)
@@ -92,15 +92,17 @@ def front_name(mode: str) -> str:
 class System:
     """The measured processes of one mode and the admin calls the benchmark makes to them."""
 
-    def __init__(self, mode: str, env: dict[str, str], log_dir: Path) -> None:
+    def __init__(self, mode: str, env: dict[str, str], log_dir: Path, background: Background) -> None:
         port = free_port()
         env = {**env, "APP_PORT": str(port)}
         self.procs: dict[str, AppProcess] = {}
-        # The API (or combined) process gets CPU 0 to itself; the worker inherits our CPU 1.
+        # The API (or combined) process gets CPU 0 to itself; the worker inherits our CPU 1, in the background
+        # class: on its own machine its CPU would not delay PostgreSQL or the clients. Its queries still load them.
         front = front_name(mode)
         self.api = self.procs[front] = AppProcess.start(front, [front], env, log_dir, cpu=0, port=port)
         if mode == "split":
             self.procs["worker"] = AppProcess.start("worker", ["worker"], env, log_dir)
+            background.add(self.procs["worker"].pid)
         self.api.wait_healthy()
         self.http = httpx.Client(base_url=self.api.url, timeout=30)
 
@@ -204,9 +206,9 @@ def phase_from(
 
 
 def run_mode(
-    mode: str, plan: Plan, env: dict[str, str], fleet: Fleet, ids_file: Path, log_dir: Path
+    mode: str, plan: Plan, env: dict[str, str], fleet: Fleet, ids_file: Path, log_dir: Path, background: Background
 ) -> tuple[list[Phase], list[tuple[float, dict[str, float]]]]:
-    system = System(mode, env, log_dir)
+    system = System(mode, env, log_dir, background)
     groups: dict[str, list[int] | str] = {name: [proc.pid] for name, proc in system.procs.items()}
     groups |= {name: [pid] for name, pid in fleet.pids.items()}
     groups |= {"postgres": "postgres", "loadgen": []}
@@ -245,13 +247,13 @@ def run_separation(plan: Plan, log_dir: Path | None = None) -> SeparationResult:
     pin_self({1})  # everything started from here on shares CPU 1; the API gets CPU 0 by taskset
     db = asyncio.run(ScratchDatabase.create("bench_sep"))
     try:
-        with services_on({1}) as unpinned, Fleet(log_dir) as fleet:
+        with services_on({1}) as unpinned, Fleet(log_dir) as fleet, Background() as background:
             for name in unpinned:
                 print(f"  could not move {name} off the API's core", flush=True)
+            if background.refused:
+                print(f"  {background.refused}", flush=True)
             for pid in fleet.pids.values():
-                # The emulator and simulator stand in for remote AWS and CML: on the shared core they must not
-                # take CPU from the local processes; they only make the job slower, as a slow AWS would.
-                os.setpriority(os.PRIO_PROCESS, pid, STAND_IN_NICE)
+                background.add(pid)
             began = time.perf_counter()
             fleet.grow(plan.workers)
             imported = asyncio.run(prepare_database(fleet, db.url))
@@ -271,9 +273,9 @@ def run_separation(plan: Plan, log_dir: Path | None = None) -> SeparationResult:
             phases: list[Phase] = []
             samples = {}
             for mode in plan.modes:
-                mode_phases, samples[mode] = run_mode(mode, plan, env, fleet, ids_file, log_dir)
+                mode_phases, samples[mode] = run_mode(mode, plan, env, fleet, ids_file, log_dir, background)
                 phases += mode_phases
     finally:
         pin_self(None)
         asyncio.run(db.drop())
-    return SeparationResult(plan, phases, samples)
+    return SeparationResult(plan, phases, samples, background.refused)
