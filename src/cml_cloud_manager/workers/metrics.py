@@ -7,9 +7,10 @@ read concurrently under a semaphore, each call bounded by CML_TIMEOUT, so one sl
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -55,7 +56,39 @@ async def observe_region(
     cml_slots: asyncio.Semaphore,
     deadline: float | None = None,
 ) -> dict[str, Observation]:
-    """Everything known about these workers now; a worker whose instance is gone is marked vanished."""
+    """Everything known about these workers now; a worker whose instance is gone is marked vanished.
+
+    CML hosts believed running are read at their known address while AWS is asked, so a run costs the slower of
+    the two rather than their sum (at 1,000 workers each takes seconds). A read the observation contradicts
+    (the instance is not running, or its address changed) is dropped, and redone at the new address."""
+    pool = integrations.cml
+
+    async def read(worker: WorkerRow) -> CmlObservation:
+        if pool.retry_in(worker.id) > 0:
+            return CmlObservation(skipped=True)
+        async with cml_slots:
+            return await read_cml(integrations, worker, deadline)
+
+    early: dict[str, tuple[str, asyncio.Task[CmlObservation]]] = {}
+    for worker in workers:
+        with contextlib.suppress(CMLError):  # no address yet: read after the observation, if at all
+            if worker.status == WorkerStatus.RUNNING:
+                early[worker.id] = (pool.url_for(worker), asyncio.create_task(read(worker)))
+    try:
+        return await _observe(integrations, region, workers, read, early)
+    finally:
+        for _, task in early.values():
+            task.cancel()
+        await asyncio.gather(*(task for _, task in early.values()), return_exceptions=True)
+
+
+async def _observe(
+    integrations: Integrations,
+    region: str,
+    workers: list[WorkerRow],
+    read: Callable[[WorkerRow], Awaitable[CmlObservation]],
+    early: dict[str, tuple[str, asyncio.Task[CmlObservation]]],
+) -> dict[str, Observation]:
     ids = [w.aws_instance_id for w in workers if w.aws_instance_id]
     aws = integrations.aws
     instances, statuses, metrics = await asyncio.gather(
@@ -81,19 +114,31 @@ async def observe_region(
 
     async def with_cml(worker: WorkerRow) -> None:
         obs = observations[worker.id]
+        url, guess = early.pop(worker.id, ("", None))
         if obs.instance is None or obs.instance.state.value != WorkerStatus.RUNNING:
-            return
-        if integrations.cml.retry_in(worker.id) > 0:
-            obs.cml = CmlObservation(skipped=True)
+            if guess is not None:
+                guess.cancel()  # it may be waiting on a host that is gone, holding a slot
             return
         # The address may have changed with this very observation (a restarted instance gets a new IP).
         worker.public_ip, worker.private_ip = obs.instance.public_ip, obs.instance.private_ip
-        async with cml_slots:
-            obs.cml = await read_cml(integrations, worker, deadline)
-        integrations.cml.record(worker.id, ok=not obs.cml.error)
+        if guess is not None and url == _url_or_none(integrations, worker):
+            obs.cml = await guess
+        else:
+            if guess is not None:
+                guess.cancel()
+            obs.cml = await read(worker)
+        if not obs.cml.skipped:
+            integrations.cml.record(worker.id, ok=not obs.cml.error)
 
     await asyncio.gather(*(with_cml(worker) for worker in workers))
     return observations
+
+
+def _url_or_none(integrations: Integrations, worker: WorkerRow) -> str | None:
+    try:
+        return integrations.cml.url_for(worker)
+    except CMLError:
+        return None
 
 
 async def _ami_names(integrations: Integrations, region: str, image_ids: list[str]) -> dict[str, str]:
