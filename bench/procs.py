@@ -128,29 +128,45 @@ def pids_named(name: str) -> list[int]:
     return found
 
 
+def _is_kernel_thread(pid: int) -> bool:
+    with open(f"/proc/{pid}/stat") as stat:
+        flags = int(stat.read().rsplit(")", 1)[1].split()[7])
+    return bool(flags & 0x00200000)  # PF_KTHREAD
+
+
 @contextmanager
-def services_on(cpus: set[int], names: tuple[str, ...] = ("postgres", "redis-server")) -> Iterator[list[str]]:
-    """Move the machine's PostgreSQL and Redis (every thread; backends started later inherit the postmaster's
-    mask) onto `cpus` for the block, as separate machines would keep them off the API's core; all CPUs after.
-    Yields what could not be moved (another user's process without root), for the report."""
+def everything_on(cpus: set[int], report: tuple[str, ...] = ("postgres", "redis-server")) -> Iterator[list[str]]:
+    """Move every process already running (every thread: PostgreSQL, Redis, the machine's other services) onto
+    `cpus` for the block, so the CPUs left out belong to what the benchmark pins there, as separate machines
+    would keep them; processes started later inherit the mask (PostgreSQL backends from the postmaster).
+    Afterwards each thread gets its mask back, and those started meanwhile all CPUs. Yields the processes named
+    in `report` that could not be moved (another user's, without root), for the report."""
     every = set(range(os.cpu_count() or 1))
-    moved: list[int] = []
+    before: dict[int, set[int]] = {}
     refused: list[str] = []
-    for name in names:
-        for pid in pids_named(name):
-            try:
-                for task in os.listdir(f"/proc/{pid}/task"):
-                    os.sched_setaffinity(int(task), cpus)
-                moved.append(pid)
-            except (PermissionError, FileNotFoundError, ProcessLookupError) as exc:
+    for pid in [int(entry) for entry in os.listdir("/proc") if entry.isdigit()]:
+        try:
+            if _is_kernel_thread(pid):
+                continue
+            for task in map(int, os.listdir(f"/proc/{pid}/task")):
+                before[task] = os.sched_getaffinity(task)
+                os.sched_setaffinity(task, cpus)
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # it ended meanwhile
+        except OSError as exc:
+            name = Path(f"/proc/{pid}/comm").read_text().strip() if Path(f"/proc/{pid}/comm").exists() else "?"
+            if name in report:
                 refused.append(f"{name} {pid}: {exc.strerror or exc}")
     try:
         yield refused
     finally:
-        for pid in moved + [p for name in names for p in pids_named(name) if p not in moved]:
+        for pid in [int(entry) for entry in os.listdir("/proc") if entry.isdigit()]:
             with suppress(OSError):
-                for task in os.listdir(f"/proc/{pid}/task"):
-                    os.sched_setaffinity(int(task), every)
+                if _is_kernel_thread(pid):
+                    continue
+                for task in map(int, os.listdir(f"/proc/{pid}/task")):
+                    if os.sched_getaffinity(task) == cpus:
+                        os.sched_setaffinity(task, before.get(task, every))
 
 
 class Background:

@@ -3,8 +3,9 @@
 For each mode: start the processes on a database holding 1,000 imported workers, then run phases of open-loop
 load (bench.loadgen, a separate process) at each rate, first with worker-metrics switched off (idle), then on
 (every 10 s over the 1,000 simulated workers). The API (or combined) process is pinned to CPU 0; everything
-else we start (worker, load generator, emulator, simulator) to CPU 1, and the machine's PostgreSQL and Redis
-are moved there too for the section, as separate containers or machines would keep them off the API's CPU.
+else we start (worker, load generator, emulator, simulator) to CPU 1, and every process already running (the
+machine's PostgreSQL, Redis and other services) is moved there too for the section, as separate containers or
+machines would keep them off the API's CPU.
 On that shared CPU the worker, the emulator and the simulator are background processes (`procs.Background`):
 on machines of their own, their CPU would not delay PostgreSQL or the clients. They may slow the job down, as
 a slow AWS would; the worker's queries still load PostgreSQL.
@@ -26,7 +27,7 @@ import httpx
 
 from .common import REDIS, ScratchDatabase, free_port, pin_self
 from .fleet import Fleet, prepare_database
-from .procs import AppProcess, Background, CpuSampler, services_on
+from .procs import AppProcess, Background, CpuSampler, everything_on
 from .stats import Summary
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -247,7 +248,7 @@ def run_separation(plan: Plan, log_dir: Path | None = None) -> SeparationResult:
     pin_self({1})  # everything started from here on shares CPU 1; the API gets CPU 0 by taskset
     db = asyncio.run(ScratchDatabase.create("bench_sep"))
     try:
-        with services_on({1}) as unpinned, Fleet(log_dir) as fleet, Background() as background:
+        with everything_on({1}) as unpinned, Fleet(log_dir) as fleet, Background() as background:
             for name in unpinned:
                 print(f"  could not move {name} off the API's core", flush=True)
             if background.refused:
