@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime
+import signal
 import socket
 import sys
 import tempfile
@@ -100,6 +101,8 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results", help="where results go")
     parser.add_argument("--no-docs", action="store_true", help="do not update docs/benchmarks.md")
     args = parser.parse_args()
+    # A plain SIGTERM would skip the clean-ups: CPU masks of the machine's processes, the CPU cgroup, children.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     notes = preflight()
     background = report.busy_share()

@@ -78,10 +78,9 @@ def separation_details(result: SeparationResult) -> list[str]:
         f"Open-loop load for {plan.seconds:.0f} s per phase after {plan.warmup:.0f} s of warm-up; one request in "
         f"{plan.list_every} lists 100 workers, the others fetch one worker. Latency runs from each request's due "
         "time. The API (or combined) process has CPU 0 to itself; everything else, PostgreSQL, Redis and the "
-        "machine's other services included, shares CPU 1. There the worker (split mode), the AWS emulator and "
-        "the CML simulator are background processes (a `cpu.idle` cgroup): they get CPU only when PostgreSQL, "
-        "Redis and the load generator leave it, as on machines of their own; the worker's queries still load "
-        "PostgreSQL. "
+        "machine's other services included, shares CPU 1, except the AWS emulator and the CML simulator: stand-ins "
+        "for remote hosts, they are background processes (a `cpu.idle` cgroup) on either CPU and get CPU only "
+        "when nothing else wants it. "
         + (f"This run: {result.background_refused}. " if result.background_refused else "")
         + "CPU is the mean over the phase, in percent of one core; `<process> wait` is the share of time the "
         "process was ready to run but waited for its CPU (contention, not work); `other` is CPU used by anything "
