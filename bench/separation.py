@@ -256,8 +256,9 @@ def run_separation(plan: Plan, log_dir: Path | None = None) -> SeparationResult:
                 # Remote hosts in production: idle class on either CPU, so they take no CPU the measured processes
                 # want. Held to CPU 1 as well, the job starved and never finished within its 9 s timeout.
                 background.add(pid)
-                for task in os.listdir(f"/proc/{pid}/task"):
-                    os.sched_setaffinity(int(task), range(cores()))
+                if background.refused is None:  # merely niced, they stay off the API's CPU
+                    for task in os.listdir(f"/proc/{pid}/task"):
+                        os.sched_setaffinity(int(task), range(cores()))
             began = time.perf_counter()
             fleet.grow(plan.workers)
             imported = asyncio.run(prepare_database(fleet, db.url))
