@@ -128,10 +128,17 @@ def pids_named(name: str) -> list[int]:
     return found
 
 
-def _is_kernel_thread(pid: int) -> bool:
-    with open(f"/proc/{pid}/stat") as stat:
-        flags = int(stat.read().rsplit(")", 1)[1].split()[7])
-    return bool(flags & 0x00200000)  # PF_KTHREAD
+def _user_pids() -> list[int]:
+    """Every process but the kernel's own threads (whose CPUs are the kernel's business)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        with suppress(OSError):
+            if entry.isdigit():
+                with open(f"/proc/{entry}/stat") as stat:
+                    flags = int(stat.read().rsplit(")", 1)[1].split()[7])
+                if not flags & 0x00200000:  # PF_KTHREAD
+                    pids.append(int(entry))
+    return pids
 
 
 @contextmanager
@@ -144,26 +151,23 @@ def everything_on(cpus: set[int], report: tuple[str, ...] = ("postgres", "redis-
     every = set(range(os.cpu_count() or 1))
     before: dict[int, set[int]] = {}
     refused: list[str] = []
-    for pid in [int(entry) for entry in os.listdir("/proc") if entry.isdigit()]:
+    for pid in _user_pids():
         try:
-            if _is_kernel_thread(pid):
-                continue
             for task in map(int, os.listdir(f"/proc/{pid}/task")):
                 before[task] = os.sched_getaffinity(task)
                 os.sched_setaffinity(task, cpus)
         except (FileNotFoundError, ProcessLookupError):
             continue  # it ended meanwhile
         except OSError as exc:
-            name = Path(f"/proc/{pid}/comm").read_text().strip() if Path(f"/proc/{pid}/comm").exists() else "?"
-            if name in report:
-                refused.append(f"{name} {pid}: {exc.strerror or exc}")
+            with suppress(OSError):
+                name = Path(f"/proc/{pid}/comm").read_text().strip()
+                if name in report:
+                    refused.append(f"{name} {pid}: {exc.strerror or exc}")
     try:
         yield refused
     finally:
-        for pid in [int(entry) for entry in os.listdir("/proc") if entry.isdigit()]:
+        for pid in _user_pids():
             with suppress(OSError):
-                if _is_kernel_thread(pid):
-                    continue
                 for task in map(int, os.listdir(f"/proc/{pid}/task")):
                     if os.sched_getaffinity(task) == cpus:
                         os.sched_setaffinity(task, before.get(task, every))
@@ -178,8 +182,8 @@ class Background:
     NICE = 10
 
     def __init__(self, name: str = "cml-bench-background") -> None:
-        self.base = next((p for p in (Path("/sys/fs/cgroup/cpu"), Path("/sys/fs/cgroup")) if p.is_dir()), None)
-        self.group = self.base / name if self.base else None
+        base = next((p for p in (Path("/sys/fs/cgroup/cpu"), Path("/sys/fs/cgroup")) if p.is_dir()), None)
+        self.group = base / name if base else None
         self.refused: str | None = None
 
     def __enter__(self) -> Background:
@@ -201,11 +205,11 @@ class Background:
             os.setpriority(os.PRIO_PROCESS, pid, self.NICE)
 
     def __exit__(self, *_: object) -> None:
-        if self.refused is not None or self.base is None or self.group is None or not self.group.is_dir():
+        if self.refused is not None or self.group is None or not self.group.is_dir():
             return
         for pid in (self.group / "cgroup.procs").read_text().split():
             with suppress(OSError):
-                (self.base / "cgroup.procs").write_text(pid)
+                (self.group.parent / "cgroup.procs").write_text(pid)
         with suppress(OSError):
             self.group.rmdir()
 

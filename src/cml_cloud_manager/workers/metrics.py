@@ -7,7 +7,6 @@ read concurrently under a semaphore, each call bounded by CML_TIMEOUT, so one sl
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable
@@ -71,9 +70,10 @@ async def observe_region(
 
     early: dict[str, tuple[str, asyncio.Task[CmlObservation]]] = {}
     for worker in workers:
-        with contextlib.suppress(CMLError):  # no address yet: read after the observation, if at all
-            if worker.status == WorkerStatus.RUNNING:
-                early[worker.id] = (pool.url_for(worker), asyncio.create_task(read(worker)))
+        # Without an address yet, a host is read after the observation, if at all.
+        url = _url_or_none(integrations, worker) if worker.status == WorkerStatus.RUNNING else None
+        if url is not None:
+            early[worker.id] = (url, asyncio.create_task(read(worker)))
     try:
         return await _observe(integrations, region, workers, read, early)
     finally:
@@ -115,18 +115,17 @@ async def _observe(
     async def with_cml(worker: WorkerRow) -> None:
         obs = observations[worker.id]
         url, guess = early.pop(worker.id, ("", None))
-        if obs.instance is None or obs.instance.state.value != WorkerStatus.RUNNING:
-            if guess is not None:
-                guess.cancel()  # it may be waiting on a host that is gone, holding a slot
+        instance = obs.instance
+        running = instance if instance is not None and instance.state.value == WorkerStatus.RUNNING else None
+        if running is not None:
+            # The address may have changed with this very observation (a restarted instance gets a new IP).
+            worker.public_ip, worker.private_ip = running.public_ip, running.private_ip
+        if guess is not None and not (running is not None and url == _url_or_none(integrations, worker)):
+            guess.cancel()  # a host that is gone or moved: the read may be waiting on it, holding a slot
+            guess = None
+        if running is None:
             return
-        # The address may have changed with this very observation (a restarted instance gets a new IP).
-        worker.public_ip, worker.private_ip = obs.instance.public_ip, obs.instance.private_ip
-        if guess is not None and url == _url_or_none(integrations, worker):
-            obs.cml = await guess
-        else:
-            if guess is not None:
-                guess.cancel()
-            obs.cml = await read(worker)
+        obs.cml = await guess if guess is not None else await read(worker)
         if not obs.cml.skipped:
             integrations.cml.record(worker.id, ok=not obs.cml.error)
 
