@@ -28,6 +28,7 @@ def configure(settings: Settings, role: str) -> None:
         "urllib3",
         "httpx",
         "httpcore",
+        "aiohttp",
         "aiosqlite",
         "asyncio",
         "alembic.runtime.plugins",

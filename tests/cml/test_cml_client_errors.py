@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 import uuid
 
-import httpx
 import pytest
 
 from cml_cloud_manager.cml import (
@@ -17,7 +16,7 @@ from cml_cloud_manager.cml import (
     CMLUnreachable,
     LabState,
 )
-from cml_cloud_manager.cml.client import _describe
+from cml_cloud_manager.cml.client import Reply, _describe
 from cml_cloud_manager.cml.simulator import Simulator
 from cml_cloud_manager.errors import NotFound, UpstreamError
 
@@ -141,7 +140,8 @@ async def test_wiping_a_running_lab_is_refused(cml: CMLClient, sim: Simulator, h
 
 
 def test_error_descriptions_redact_the_secret_sent() -> None:
-    response = httpx.Response(400, json={"code": 400, "description": "token s3cr3t-T0KEN rejected"})
+    body = b'{"code": 400, "description": "token s3cr3t-T0KEN rejected"}'
+    response = Reply("POST", "/licensing/registration", 400, "Bad Request", "application/json", body)
 
     assert _describe(response, "s3cr3t-T0KEN") == "token *** rejected"
-    assert _describe(httpx.Response(502, text=""), None) == "Bad Gateway"
+    assert _describe(Reply("GET", "/labs", 502, "Bad Gateway", "text/plain", b""), None) == "Bad Gateway"

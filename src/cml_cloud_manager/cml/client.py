@@ -8,10 +8,10 @@ once; a second refusal is `CMLAuthFailed`.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import ssl
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
@@ -19,7 +19,9 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 from urllib.parse import quote
 
-import httpx
+import aiohttp
+import orjson
+from yarl import URL
 
 from cml_cloud_manager.cml.errors import (
     CMLApiError,
@@ -55,10 +57,28 @@ def clear_token_cache() -> None:
 @lru_cache(maxsize=16)
 def _ssl_context(ca_bundle: str | None) -> ssl.SSLContext:
     # Shared per CA bundle: building a context loads the whole trust store, which adds up across
-    # hundreds of per-host clients.
-    if ca_bundle is None:
-        return httpx.create_ssl_context()
+    # hundreds of per-host clients. Without a bundle, the system's trust store (where operators install
+    # their own CAs) decides.
     return ssl.create_default_context(cafile=ca_bundle)
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One CML answer, read whole within the request's time bound."""
+
+    method: str
+    path: str
+    status_code: int
+    reason: str
+    content_type: str
+    body: bytes
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", errors="replace")
+
+    def json(self) -> Any:
+        return orjson.loads(self.body)
 
 
 class CMLClient:
@@ -83,15 +103,8 @@ class CMLClient:
         self._timeout = timeout
         self._cache_key = (self.base_url, username)
         self._auth_lock = asyncio.Lock()
-        tls: ssl.SSLContext | bool = _ssl_context(str(ca_bundle) if ca_bundle else None) if verify else False
-        self._http = httpx.AsyncClient(
-            base_url=f"{self.base_url}/api/v0",
-            verify=tls,
-            timeout=httpx.Timeout(timeout),
-            headers={"Accept": "application/json"},
-            # Proxies from the environment would silently reroute control-plane traffic to CML hosts.
-            trust_env=False,
-        )
+        self._tls: ssl.SSLContext | bool = _ssl_context(str(ca_bundle) if ca_bundle else None) if verify else False
+        self._http: aiohttp.ClientSession | None = None
 
     def __repr__(self) -> str:
         return f"CMLClient(base_url={self.base_url!r}, username={self.username!r})"
@@ -108,7 +121,21 @@ class CMLClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        if self._http is not None:
+            await self._http.close()
+
+    def _session(self) -> aiohttp.ClientSession:
+        # Made on first use: an aiohttp session belongs to the event loop that runs it.
+        if self._http is None:
+            self._http = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(ssl=self._tls),
+                headers={"Accept": "application/json"},
+                # The whole exchange is bounded in `_send`, not per phase.
+                timeout=aiohttp.ClientTimeout(total=None),
+                # Proxies from the environment would silently reroute control-plane traffic to CML hosts.
+                trust_env=False,
+            )
+        return self._http
 
     # -- system -------------------------------------------------------------------------------------------
 
@@ -139,8 +166,8 @@ class CMLClient:
 
     async def deregister_license(self) -> bool:
         """Deregister. False when CML deregistered locally but could not reach Smart Licensing (202)."""
-        response = await self._request("DELETE", "/licensing/deregistration")
-        return response.status_code != 202
+        reply = await self._request("DELETE", "/licensing/deregistration")
+        return reply.status_code != 202
 
     # -- labs ---------------------------------------------------------------------------------------------
 
@@ -199,11 +226,11 @@ class CMLClient:
 
     async def download_lab(self, lab_id: str) -> str:
         """The lab as CML topology YAML."""
-        response = await self._request("GET", f"{_lab_path(lab_id)}/download")
-        text = response.text
+        reply = await self._request("GET", f"{_lab_path(lab_id)}/download")
+        text = reply.text
         # The published schema says "JSON string"; controllers send raw YAML. Accept both.
-        if text.startswith('"') and "json" in response.headers.get("content-type", ""):
-            return self._parse(response, str)
+        if text.startswith('"') and "json" in reply.content_type:
+            return self._parse(reply, str)
         return text
 
     async def import_lab(self, yaml_text: str, title: str | None = None) -> ImportedLab:
@@ -242,7 +269,7 @@ class CMLClient:
         content: bytes | None = None,
         authenticated: bool = True,
         secret: str | None = None,
-    ) -> httpx.Response:
+    ) -> Reply:
         if not authenticated:
             response = await self._send(method, path, params=params, body=body, content=content)
             self._raise_for_status(method, path, response, secret)
@@ -273,30 +300,43 @@ class CMLClient:
         body: Any = None,
         content: bytes | None = None,
         token: str | None = None,
-    ) -> httpx.Response:
+    ) -> Reply:
         headers = {"Authorization": f"Bearer {token}"} if token else None
+        data = orjson.dumps(body) if body is not None else content
+        if body is not None:
+            headers = {**(headers or {}), "Content-Type": "application/json"}
         try:
-            # httpx bounds each phase separately; this bounds the whole exchange, slow trickles included.
+            # One bound for the whole exchange, slow trickles of the body included.
             async with asyncio.timeout(self._timeout):
-                response = await self._http.request(
-                    method, path, params=params, json=body, content=content, headers=headers
-                )
-        except (TimeoutError, httpx.TimeoutException) as exc:
+                # Paths are quoted where they are built (`_lab_path`), so the URL is taken as it is.
+                url = URL(f"{self.base_url}/api/v0{path}", encoded=True)
+                async with self._session().request(
+                    method, url, params=params, data=data, headers=headers, allow_redirects=False
+                ) as response:
+                    reply = Reply(
+                        method,
+                        path,
+                        response.status,
+                        response.reason or "",
+                        response.headers.get("Content-Type", ""),
+                        await response.read(),
+                    )
+        except TimeoutError as exc:
             raise CMLUnreachable(
                 f"CML host {self.base_url} did not answer {method} {path} within {self._timeout:g}s",
                 host=self.base_url,
             ) from exc
-        except httpx.TransportError as exc:
+        except (aiohttp.ClientConnectionError, aiohttp.InvalidURL) as exc:
             raise CMLUnreachable(
                 f"cannot reach CML host {self.base_url}: {type(exc).__name__}: {exc}", host=self.base_url
             ) from exc
-        except httpx.HTTPError as exc:  # undecodable body, redirect loop: CML answered, but unusably
+        except aiohttp.ClientError as exc:  # malformed answer, truncated body: CML answered, but unusably
             raise CMLApiError(
                 f"CML host {self.base_url} answered {method} {path} unusably: {type(exc).__name__}: {exc}",
                 host=self.base_url,
             ) from exc
-        log.debug("CML %s %s%s -> %s", method, self.base_url, path, response.status_code)
-        return response
+        log.debug("CML %s %s%s -> %s", method, self.base_url, path, reply.status_code)
+        return reply
 
     async def _token(self) -> str:
         token = _TOKENS.get(self._cache_key)
@@ -333,7 +373,7 @@ class CMLClient:
         log.debug("authenticated to CML host %s as %s", self.base_url, self.username)
         return token
 
-    def _raise_for_status(self, method: str, path: str, response: httpx.Response, secret: str | None) -> None:
+    def _raise_for_status(self, method: str, path: str, response: Reply, secret: str | None) -> None:
         status = response.status_code
         if status < 400:
             return
@@ -345,13 +385,13 @@ class CMLClient:
             raise CMLNotFound(message, host=self.base_url, status=status)
         raise CMLApiError(message, host=self.base_url, status=status, description=description)
 
-    def _parse(self, response: httpx.Response, build: Callable[[Any], T]) -> T:
+    def _parse(self, response: Reply, build: Callable[[Any], T]) -> T:
         try:
             return build(response.json())
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise CMLApiError(
-                f"CML host {self.base_url} sent an unexpected response to {response.request.method} "
-                f"{response.request.url.path}: {type(exc).__name__}: {exc}",
+                f"CML host {self.base_url} sent an unexpected response to {response.method} "
+                f"{response.path}: {type(exc).__name__}: {exc}",
                 host=self.base_url,
                 status=response.status_code,
             ) from exc
@@ -362,17 +402,17 @@ def _lab_path(lab_id: str) -> str:
     return f"/labs/{quote(lab_id, safe='')}"
 
 
-def _describe(response: httpx.Response, secret: str | None) -> str:
+def _describe(response: Reply, secret: str | None) -> str:
     """CML's own error description (`{"code", "description"}`), else a bounded slice of the body."""
     text = response.text
     try:
-        body = json.loads(text)
+        body = response.json()
     except ValueError:
         body = None
     if isinstance(body, Mapping):
         detail = body.get("description") or body.get("detail") or text
-        text = detail if isinstance(detail, str) else json.dumps(detail)
-    text = text.strip()[:500] or response.reason_phrase
+        text = detail if isinstance(detail, str) else orjson.dumps(detail).decode()
+    text = text.strip()[:500] or response.reason
     if secret:
         text = text.replace(secret, "***")
     return text

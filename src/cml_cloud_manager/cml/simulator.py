@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -259,18 +260,31 @@ class RunningSimulator:
 
 @contextmanager
 def serve_in_thread(
-    sim: Simulator | None = None, *, host: str = "127.0.0.1", startup_timeout: float = 10.0
+    sim: Simulator | None = None,
+    *,
+    host: str = "127.0.0.1",
+    startup_timeout: float = 10.0,
+    tls: tuple[Path, Path] | None = None,
 ) -> Iterator[RunningSimulator]:
     """Serve `sim` with uvicorn on a free port in a background thread, for tests in any slice.
 
-    Returns once the server accepts connections; stops it on exit.
+    With `tls` (certificate file, key file) it serves HTTPS. Returns once the server accepts connections; stops
+    it on exit.
     """
     sim = sim or Simulator()
     # Binding first (port 0) and handing the socket over leaves no window for someone else to take the port.
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, 0))
-    config = uvicorn.Config(sim.app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=1)
+    config = uvicorn.Config(
+        sim.app,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        timeout_graceful_shutdown=1,
+        ssl_certfile=tls[0] if tls else None,
+        ssl_keyfile=tls[1] if tls else None,
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="cml-simulator", daemon=True)
     thread.start()
@@ -280,7 +294,7 @@ def serve_in_thread(
             if not thread.is_alive() or time.monotonic() > deadline:
                 raise RuntimeError("the CML simulator did not start")
             time.sleep(0.005)
-        yield RunningSimulator(sim, f"http://{host}:{sock.getsockname()[1]}")
+        yield RunningSimulator(sim, f"{'https' if tls else 'http'}://{host}:{sock.getsockname()[1]}")
     finally:
         server.should_exit = True
         thread.join(timeout=10)
