@@ -173,36 +173,37 @@ def everything_on(cpus: set[int], report: tuple[str, ...] = ("postgres", "redis-
                         os.sched_setaffinity(task, before.get(task, every))
 
 
-class Background:
-    """Processes that may only use CPU nothing else wants: a CPU cgroup marked `cpu.idle`. `nice` cannot give
-    that here: the kernel weighs each session's autogroup as a whole, so a niced process still takes half a
-    shared core from PostgreSQL, which runs in another session. Where the cgroup cannot be made (no cgroup CPU
-    controller, not root), processes get `nice` and `refused` says why, for the report."""
+class CpuGroup:
+    """Processes in one CPU cgroup: with `idle`, they only get CPU nothing else wants (`cpu.idle`); with `shares`,
+    they get that weight against the default 1024 when a CPU is contended. `nice` cannot give either here: the
+    kernel weighs each session's autogroup as a whole, so a niced process still takes half a shared core from
+    PostgreSQL, which runs in another session. Where the cgroup cannot be made (no cgroup CPU controller, not
+    root), processes get `fallback_nice` and `refused` says why, for the report."""
 
-    NICE = 10
-
-    def __init__(self, name: str = "cml-bench-background") -> None:
+    def __init__(self, name: str, *, idle: bool = False, shares: int | None = None, fallback_nice: int = 0) -> None:
         base = next((p for p in (Path("/sys/fs/cgroup/cpu"), Path("/sys/fs/cgroup")) if p.is_dir()), None)
         self.group = base / name if base else None
+        self.settings = {"cpu.idle": "1"} if idle else {"cpu.shares": str(shares)} if shares else {}
+        self.fallback_nice = fallback_nice
         self.refused: str | None = None
 
-    def __enter__(self) -> Background:
+    def __enter__(self) -> CpuGroup:
         try:
             if self.group is None:
                 raise FileNotFoundError("no cgroup file system at /sys/fs/cgroup")
             self.group.mkdir(exist_ok=True)
-            (self.group / "cpu.idle").write_text("1")
+            for name, value in self.settings.items():
+                (self.group / name).write_text(value)
         except OSError as exc:
-            self.refused = (
-                f"no idle CPU class for background processes ({exc.strerror or exc}); they run at nice {self.NICE}"
-            )
+            wanted = ", ".join(f"{name} {value}" for name, value in self.settings.items())
+            self.refused = f"no CPU cgroup with {wanted} ({exc.strerror or exc}); nice {self.fallback_nice} instead"
         return self
 
     def add(self, pid: int) -> None:
         if self.refused is None and self.group is not None:
             (self.group / "cgroup.procs").write_text(str(pid))
         else:
-            os.setpriority(os.PRIO_PROCESS, pid, self.NICE)
+            os.setpriority(os.PRIO_PROCESS, pid, self.fallback_nice)
 
     def __exit__(self, *_: object) -> None:
         if self.refused is not None or self.group is None or not self.group.is_dir():

@@ -79,9 +79,10 @@ def separation_details(result: SeparationResult) -> list[str]:
         f"{plan.list_every} lists 100 workers, the others fetch one worker. Latency runs from each request's due "
         "time. The API (or combined) process has CPU 0 to itself; everything else, PostgreSQL, Redis and the "
         "machine's other services included, shares CPU 1, except the AWS emulator and the CML simulator: stand-ins "
-        "for remote hosts, they are background processes (a `cpu.idle` cgroup) on either CPU and get CPU only "
-        "when nothing else wants it. "
-        + (f"This run: {result.background_refused}. " if result.background_refused else "")
+        "for remote hosts, they are background processes (a `cpu.idle` cgroup) and get CPU only "
+        "when nothing else wants it. The split-mode worker has the CPU weight its systemd unit and compose service "
+        "give it (`CPUWeight=20`, `cpu_shares: 204`: a fifth of the default). "
+        + "".join(f"This run: {reason}. " for reason in result.refused)
         + "CPU is the mean over the phase, in percent of one core; `<process> wait` is the share of time the "
         "process was ready to run but waited for its CPU (contention, not work); `other` is CPU used by anything "
         "the benchmark did not start (other processes, the kernel's own work): high values mean a disturbed run.",

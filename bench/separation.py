@@ -6,15 +6,15 @@ load (bench.loadgen, a separate process) at each rate, first with worker-metrics
 else we start (worker, load generator, emulator, simulator) to CPU 1, and every process already running (the
 machine's PostgreSQL, Redis and other services) is moved there too for the section, as separate containers or
 machines would keep them off the API's CPU.
-The emulator and the simulator stand in for remote AWS and CML hosts: they are background processes
-(`procs.Background`) allowed on either CPU, so they only use CPU that nothing measured wants.
+The worker runs with the CPU weight its deployment units give it (WORKER_SHARES). The emulator and the simulator
+stand in for remote AWS and CML hosts: they are background processes on CPU 1 (an idle `procs.CpuGroup`), so they
+only use CPU that nothing measured wants.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -25,14 +25,18 @@ from pathlib import Path
 
 import httpx
 
-from .common import REDIS, ScratchDatabase, cores, free_port, pin_self
+from .common import REDIS, ScratchDatabase, free_port, pin_self
 from .fleet import Fleet, prepare_database
-from .procs import AppProcess, Background, CpuSampler, everything_on
+from .procs import AppProcess, CpuGroup, CpuSampler, everything_on
 from .stats import Summary
 
 ROOT = Path(__file__).resolve().parents[1]
 JOB = "worker-metrics"
 INTERVAL = 10
+# The worker's CPU weight where it shares a host: `CPUWeight=20` in deploy/systemd/cml-worker.service (systemd
+# writes 20 * 1024 / 100 to cpu.shares) and `cpu_shares: 204` in docker-compose.yml. Its runs have seconds to
+# spare; PostgreSQL's answers to the API do not.
+WORKER_SHARES = 204
 OTHER_JOBS_OFF = {
     f"{name}_ENABLED": "false" for name in ("LABS_REFRESH", "AUTO_IMPORT", "IDLE_DETECTION", "HOUSEKEEPING")
 }
@@ -79,7 +83,7 @@ class SeparationResult:
     plan: Plan
     phases: list[Phase]
     cpu_samples: dict[str, list[tuple[float, dict[str, float]]]]  # per mode
-    background_refused: str | None = None  # why the background processes only got `nice`, if they did
+    refused: list[str] = field(default_factory=list)  # CPU groups that could not be made: what was done instead
 
     def phase(self, mode: str, rate: int, jobs: bool) -> Phase | None:
         return next((p for p in self.phases if (p.mode, p.rate, p.jobs) == (mode, rate, jobs)), None)
@@ -93,16 +97,17 @@ def front_name(mode: str) -> str:
 class System:
     """The measured processes of one mode and the admin calls the benchmark makes to them."""
 
-    def __init__(self, mode: str, env: dict[str, str], log_dir: Path) -> None:
+    def __init__(self, mode: str, env: dict[str, str], log_dir: Path, worker_group: CpuGroup) -> None:
         port = free_port()
         env = {**env, "APP_PORT": str(port)}
         self.procs: dict[str, AppProcess] = {}
-        # The API (or combined) process gets CPU 0 to itself; the worker inherits our CPU 1 at normal priority:
-        # in the background class its runs starved and timed out, which would measure a job that never finished.
+        # The API (or combined) process gets CPU 0 to itself; the worker inherits our CPU 1, with the CPU weight
+        # its deployment gives it (WORKER_SHARES).
         front = front_name(mode)
         self.api = self.procs[front] = AppProcess.start(front, [front], env, log_dir, cpu=0, port=port)
         if mode == "split":
             self.procs["worker"] = AppProcess.start("worker", ["worker"], env, log_dir)
+            worker_group.add(self.procs["worker"].pid)
         self.api.wait_healthy()
         self.http = httpx.Client(base_url=self.api.url, timeout=30)
 
@@ -206,9 +211,9 @@ def phase_from(
 
 
 def run_mode(
-    mode: str, plan: Plan, env: dict[str, str], fleet: Fleet, ids_file: Path, log_dir: Path
+    mode: str, plan: Plan, env: dict[str, str], fleet: Fleet, ids_file: Path, log_dir: Path, worker_group: CpuGroup
 ) -> tuple[list[Phase], list[tuple[float, dict[str, float]]]]:
-    system = System(mode, env, log_dir)
+    system = System(mode, env, log_dir, worker_group)
     groups: dict[str, list[int] | str] = {name: [proc.pid] for name, proc in system.procs.items()}
     groups |= {name: [pid] for name, pid in fleet.pids.items()}
     groups |= {"postgres": "postgres", "loadgen": []}
@@ -247,18 +252,21 @@ def run_separation(plan: Plan, log_dir: Path | None = None) -> SeparationResult:
     pin_self({1})  # everything started from here on shares CPU 1; the API gets CPU 0 by taskset
     db = asyncio.run(ScratchDatabase.create("bench_sep"))
     try:
-        with everything_on({1}) as unpinned, Fleet(log_dir) as fleet, Background() as background:
+        with (
+            everything_on({1}) as unpinned,
+            Fleet(log_dir) as fleet,
+            CpuGroup("cml-bench-background", idle=True, fallback_nice=10) as background,
+            CpuGroup("cml-bench-worker", shares=WORKER_SHARES) as worker_group,
+        ):
             for name in unpinned:
                 print(f"  could not move {name} off the API's core", flush=True)
-            if background.refused:
-                print(f"  {background.refused}", flush=True)
+            refused = [group.refused for group in (background, worker_group) if group.refused]
+            for reason in refused:
+                print(f"  {reason}", flush=True)
             for pid in fleet.pids.values():
-                # Remote hosts in production: idle class on either CPU, so they take no CPU the measured processes
-                # want. Held to CPU 1 as well, the job starved and never finished within its 9 s timeout.
+                # Remote hosts in production: on CPU 1 in the idle class, they take no CPU the measured processes
+                # want. Let onto CPU 0 as well, they cost the API its caches and added a third to its p99.
                 background.add(pid)
-                if background.refused is None:  # merely niced, they stay off the API's CPU
-                    for task in os.listdir(f"/proc/{pid}/task"):
-                        os.sched_setaffinity(int(task), range(cores()))
             began = time.perf_counter()
             fleet.grow(plan.workers)
             imported = asyncio.run(prepare_database(fleet, db.url))
@@ -278,9 +286,9 @@ def run_separation(plan: Plan, log_dir: Path | None = None) -> SeparationResult:
             phases: list[Phase] = []
             samples = {}
             for mode in plan.modes:
-                mode_phases, samples[mode] = run_mode(mode, plan, env, fleet, ids_file, log_dir)
+                mode_phases, samples[mode] = run_mode(mode, plan, env, fleet, ids_file, log_dir, worker_group)
                 phases += mode_phases
     finally:
         pin_self(None)
         asyncio.run(db.drop())
-    return SeparationResult(plan, phases, samples, background.refused)
+    return SeparationResult(plan, phases, samples, refused)
