@@ -47,6 +47,7 @@ T = TypeVar("T")
 
 _TOKENS: dict[tuple[str, str], str] = {}
 _GATEWAY_STATUSES = frozenset({502, 503, 504})
+KEEPALIVE_SECONDS = 4.0
 
 
 def clear_token_cache() -> None:
@@ -128,7 +129,9 @@ class CMLClient:
         # Made on first use: an aiohttp session belongs to the event loop that runs it.
         if self._http is None:
             self._http = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(ssl=self._tls),
+                # Idle connections are dropped before a server would drop them (5 s is a common server default):
+                # a request sent as the server closes fails, and aiohttp only retries idempotent ones.
+                connector=aiohttp.TCPConnector(ssl=self._tls, keepalive_timeout=KEEPALIVE_SECONDS),
                 headers={"Accept": "application/json"},
                 # The whole exchange is bounded in `_send`, not per phase.
                 timeout=aiohttp.ClientTimeout(total=None),
