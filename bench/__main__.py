@@ -6,8 +6,9 @@ Sections: separation (API latency, combined vs split processes, with and without
 memory, latency, throughput of one API process) and jobs (worker-metrics duration by fleet size, duplicate
 runs across replicas). Everything runs on this machine against real processes on loopback: PostgreSQL and
 Redis (127.0.0.1), the AWS emulator and the CML simulator. Writes bench/results/<date>.md plus PNG charts and,
-after a full run, the table in docs/benchmarks.md. `--quick` is a ~4 minute smoke run with shorter phases
-and smaller sizes; its file is <date>-quick.md and it leaves the docs alone.
+after a full run, the table in docs/benchmarks.md and in the README (with the latency chart). `--quick` is a
+~4 minute smoke run with shorter phases and smaller sizes; its file is <date>-quick.md and it leaves the docs
+alone.
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="smoke run: short phases, small sizes (~4 min)")
     parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="sections to run")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results", help="where results go")
-    parser.add_argument("--no-docs", action="store_true", help="do not update docs/benchmarks.md")
+    parser.add_argument("--no-docs", action="store_true", help="do not update docs/benchmarks.md and the README")
     args = parser.parse_args()
     # A plain SIGTERM would skip the clean-ups: CPU masks of the machine's processes, the CPU cgroup, children.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -142,9 +143,10 @@ def main() -> int:
     missed = [f for f in table if f.met is False]
     print(f"\n{len(table)} figures, {len(missed)} targets missed, {runtime / 60:.1f} min on {cores()} cores")
     if not args.quick and not args.no_docs and set(args.only) == set(SECTIONS):
-        docs = ROOT / "docs" / "benchmarks.md"
-        if report.update_docs(docs, results, table):
-            print(f"updated the table in {docs.relative_to(ROOT)}")
+        latency = [chart for chart in drawn if chart.stem.endswith("separation-latency")]
+        for page, charts in ((ROOT / "docs" / "benchmarks.md", []), (ROOT / "README.md", latency)):
+            if report.update_page(page, results, table, charts):
+                print(f"updated the table in {page.relative_to(ROOT)}")
     print(f"results: {results}")
     return 0
 

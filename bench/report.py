@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import re
 import subprocess
@@ -176,15 +177,21 @@ def write(
     path.write_text("\n".join(lines))
 
 
-def update_docs(docs: Path, results: Path, figures: list[Figure]) -> bool:
-    """Replace the table between the markers in docs/benchmarks.md; False when the markers are missing."""
-    if not docs.exists():
+def update_page(page: Path, results: Path, figures: list[Figure], charts: list[Path]) -> bool:
+    """Replace what lies between the markers in `page` with the table (and charts) of this run, linked relative
+    to the page; False when the page or its markers are missing."""
+    if not page.exists():
         return False
-    text = docs.read_text()
+    text = page.read_text()
     start, end = DOCS_MARKERS
     if start not in text or end not in text:
         return False
-    link = f"From [{results.name}](../bench/results/{results.name}) ({cores()} cores)."
-    body = "\n".join([start, link, "", *table(figures), end])
-    docs.write_text(re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: body, text, flags=re.S))
+
+    def link(path: Path) -> str:
+        return os.path.relpath(path, page.parent)
+
+    head = f"From [{results.name}]({link(results)}) ({cores()} cores)."
+    pictures = [f"![{chart.stem}]({link(chart)})" for chart in charts]
+    body = "\n".join([start, head, "", *table(figures), *(["", *pictures] if pictures else []), end])
+    page.write_text(re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: body, text, flags=re.S))
     return True

@@ -314,7 +314,14 @@ class CMLClient:
                 # Paths are quoted where they are built (`_lab_path`), so the URL is taken as it is.
                 url = URL(f"{self.base_url}/api/v0{path}", encoded=True)
                 async with self._session().request(
-                    method, url, params=params, data=data, headers=headers, allow_redirects=False
+                    method,
+                    url,
+                    params=params,
+                    data=data,
+                    headers=headers,
+                    allow_redirects=False,
+                    # Raw content (a lab's YAML) goes without a guessed type, as CML's own client sends it.
+                    skip_auto_headers=("Content-Type",),
                 ) as response:
                     reply = Reply(
                         method,

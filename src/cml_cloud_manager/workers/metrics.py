@@ -164,6 +164,7 @@ async def refresh_workers(ctx: Context, worker_ids: list[str] | None = None) -> 
         if worker_ids is not None:
             query = query.where(WorkerRow.id.in_(worker_ids))
         workers = list((await session.scalars(query)).all())
+    seen = {worker.id: fingerprint(worker) for worker in workers}
     cml_slots = asyncio.Semaphore(ctx.settings.metrics_concurrency)
     groups = by_region(workers)
     results = await asyncio.gather(
@@ -180,7 +181,7 @@ async def refresh_workers(ctx: Context, worker_ids: list[str] | None = None) -> 
             log.warning("worker-metrics: region %s failed: %s", region, result)
         else:
             observations.update(result)
-    changed = await store(ctx, observations)
+    changed, superseded = await store(ctx, observations, seen)
     unreachable = sum(1 for o in observations.values() if o.cml is not None and o.cml.error)
     backing_off = sum(1 for o in observations.values() if o.cml is not None and o.cml.skipped)
     return {
@@ -188,13 +189,23 @@ async def refresh_workers(ctx: Context, worker_ids: list[str] | None = None) -> 
         "changed": changed,
         "cml_unreachable": unreachable,
         "cml_backing_off": backing_off,
+        "superseded": superseded,
         "failed_regions": failed_regions,
     }
 
 
-async def store(ctx: Context, observations: dict[str, Observation]) -> int:
-    """Write in batches: short transactions keep the outbox lock and SQLite's write lock brief."""
-    changed = 0
+def fingerprint(row: WorkerRow) -> tuple[object, ...]:
+    """What commands and other jobs change on a worker: an observation begun before such a change must not undo it."""
+    return (row.status, row.license_status)
+
+
+async def store(
+    ctx: Context, observations: dict[str, Observation], seen: dict[str, tuple[object, ...]]
+) -> tuple[int, int]:
+    """Write in batches: short transactions keep the outbox lock and SQLite's write lock brief. A worker changed
+    since it was read for this run (a stop, a license registered) keeps its change; the next run observes it
+    again. Returns (workers changed, observations superseded)."""
+    changed = superseded = 0
     ids = list(observations)
     now = datetime.now(UTC)
     for start in range(0, len(ids), WRITE_BATCH):
@@ -202,11 +213,15 @@ async def store(ctx: Context, observations: dict[str, Observation]) -> int:
         async with ctx.db.session() as session:
             rows = (await session.scalars(select(WorkerRow).where(WorkerRow.id.in_(batch)))).all()
             for row in rows:
+                if fingerprint(row) != seen[row.id]:
+                    superseded += 1
+                    log.info("worker-metrics: %s changed during this run; its observation is dropped", row.name)
+                    continue
                 if await apply(
                     session, row, observations[row.id], threshold=ctx.settings.metrics_change_threshold, now=now
                 ):
                     changed += 1
-    return changed
+    return changed, superseded
 
 
 async def collect_metrics(ctx: Context) -> dict[str, Any]:
