@@ -40,11 +40,11 @@ SECTIONS = ("separation", "sse", "jobs")
 def plans(quick: bool) -> tuple[Plan, SsePlan, JobsPlan]:
     if quick:
         return (
-            Plan(rates=[200, 500], seconds=6, warmup=2),
+            Plan(rates=[200, 500], seconds=6, warmup=2, rounds=1),
             SsePlan(idle=2000, seconds=4, levels=[50], burst=200, hold=3),
             JobsPlan(sizes=[100, 1000], runs=1, race_seconds=12),
         )
-    return Plan(rates=[200, 500], seconds=25), SsePlan(), JobsPlan()
+    return Plan(rates=[200, 500], seconds=20), SsePlan(), JobsPlan()
 
 
 async def _ping_postgres() -> None:

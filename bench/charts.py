@@ -72,7 +72,9 @@ def separation_latency(result: SeparationResult, path: Path) -> Path:
             if phase is not None:
                 _latency_panel(axes[row][col], phase)
             axes[row][col].set_xlabel("seconds into the phase (shaded: worker-metrics running)")
-    fig.suptitle("API latency under open-loop load while worker-metrics runs every 10 s over 1,000 workers")
+    fig.suptitle(
+        "API latency under open-loop load while worker-metrics runs every 10 s over 1,000 workers (first round)"
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -125,9 +127,9 @@ def separation_cpu(result: SeparationResult, path: Path) -> Path:
 
 
 def separation_summary(result: SeparationResult, path: Path) -> Path:
-    fig, ax = plt.subplots(figsize=(10, 4))
+    fig, ax = plt.subplots(figsize=(max(10, len(result.phases) * 0.6), 4))
     phases = result.phases
-    labels = [f"{p.mode}\n{p.rate}/s\n{'jobs' if p.jobs else 'idle'}" for p in phases]
+    labels = [f"{p.mode}\n{p.rate}/s\n{'jobs' if p.jobs else 'idle'}\nr{p.round}" for p in phases]
     xs = range(len(phases))
     for offset, name, color in ((-0.2, "p50", "#aec7e8"), (0.2, "p99", "#1f77b4")):
         values = [getattr(p.summary(), name) for p in phases]

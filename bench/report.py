@@ -76,7 +76,8 @@ def table(figures: list[Figure]) -> list[str]:
 def separation_details(result: SeparationResult) -> list[str]:
     plan = result.plan
     lines = [
-        f"Open-loop load for {plan.seconds:.0f} s per phase after {plan.warmup:.0f} s of warm-up; one request in "
+        f"Open-loop load for {plan.seconds:.0f} s per phase after {plan.warmup:.0f} s of warm-up, each mode's idle "
+        f"and jobs phases {plan.rounds} times (rounds; the table's figures are medians over them); one request in "
         f"{plan.list_every} lists 100 workers, the others fetch one worker. Latency runs from each request's due "
         "time. The API (or combined) process has CPU 0 to itself; everything else, PostgreSQL, Redis and the "
         "machine's other services included, shares CPU 1, except the AWS emulator and the CML simulator: stand-ins "
@@ -88,18 +89,18 @@ def separation_details(result: SeparationResult) -> list[str]:
         "process was ready to run but waited for its CPU (contention, not work); `other` is CPU used by anything "
         "the benchmark did not start (other processes, the kernel's own work): high values mean a disturbed run.",
         "",
-        "| mode | rate | jobs | p50 | p90 | p99 | max | errors | list p99 | get p99 | generator lag p99 | "
+        "| mode | round | rate | jobs | p50 | p90 | p99 | max | errors | list p99 | get p99 | generator lag p99 | "
         "connections | job runs | CPU by process |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for p in result.phases:
         s = p.summary()
         runs = ", ".join(f"{end - start:.1f}s {outcome}" for start, end, outcome in p.runs) or "-"
         cpu = ", ".join(f"{name} {value:.0f}%" for name, value in p.cpu.items() if value >= 1)
         lines.append(
-            f"| {p.mode} | {p.rate}/s | {'on' if p.jobs else 'off'} | {ms(s.p50)} | {ms(s.p90)} | {ms(s.p99)} | "
-            f"{ms(s.max)} | {s.errors} | {ms(p.summary(0).p99)} | {ms(p.summary(1).p99)} | {ms(p.lag().p99)} | "
-            f"{p.peak_connections} | {runs} | {cpu} |"
+            f"| {p.mode} | {p.round} | {p.rate}/s | {'on' if p.jobs else 'off'} | {ms(s.p50)} | {ms(s.p90)} | "
+            f"{ms(s.p99)} | {ms(s.max)} | {s.errors} | {ms(p.summary(0).p99)} | {ms(p.summary(1).p99)} | "
+            f"{ms(p.lag().p99)} | {p.peak_connections} | {runs} | {cpu} |"
         )
     return lines
 

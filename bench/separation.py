@@ -2,10 +2,10 @@
 
 For each mode: start the processes on a database holding 1,000 imported workers, then run phases of open-loop
 load (bench.loadgen, a separate process) at each rate, first with worker-metrics switched off (idle), then on
-(every 10 s over the 1,000 simulated workers). The API (or combined) process is pinned to CPU 0; everything
-else we start (worker, load generator, emulator, simulator) to CPU 1, and every process already running (the
-machine's PostgreSQL, Redis and other services) is moved there too for the section, as separate containers or
-machines would keep them off the API's CPU.
+(every 10 s over the 1,000 simulated workers), and that `rounds` times. The API (or combined) process is pinned
+to CPU 0; everything else we start (worker, load generator, emulator, simulator) to CPU 1, and every process
+already running (the machine's PostgreSQL, Redis and other services) is moved there too for the section, as
+separate containers or machines would keep them off the API's CPU.
 The worker runs with the CPU weight its deployment units give it (WORKER_SHARES). The emulator and the simulator
 stand in for remote AWS and CML hosts: they are background processes on CPU 1 (an idle `procs.CpuGroup`), so they
 only use CPU that nothing measured wants.
@@ -50,6 +50,7 @@ class Plan:
     list_every: int = 10  # one request in ten lists 100 workers, the rest fetch one worker
     modes: tuple[str, ...] = ("all", "split")
     workers: int = 1000
+    rounds: int = 3  # each mode's idle and jobs phases run this often; figures are medians over the rounds
 
 
 @dataclass
@@ -64,10 +65,11 @@ class Phase:
     peak_connections: int
     cpu: dict[str, float]  # mean percent of one core per process group over the phase
     runs: list[tuple[float, float, str]] = field(default_factory=list)  # job runs: start/end offsets, outcome
+    round: int = 1
 
     @property
     def label(self) -> str:
-        return f"{self.mode}, {self.rate} req/s, {'jobs' if self.jobs else 'idle'}"
+        return f"{self.mode}, {self.rate} req/s, {'jobs' if self.jobs else 'idle'}, round {self.round}"
 
     def summary(self, kind: int | None = None) -> Summary:
         ok = [r[1] for r in self.records if r[2] == 200 and (kind is None or r[3] == kind)]
@@ -86,7 +88,11 @@ class SeparationResult:
     refused: list[str] = field(default_factory=list)  # CPU groups that could not be made: what was done instead
 
     def phase(self, mode: str, rate: int, jobs: bool) -> Phase | None:
-        return next((p for p in self.phases if (p.mode, p.rate, p.jobs) == (mode, rate, jobs)), None)
+        """The first round's phase (the one the latency chart draws)."""
+        return next(iter(self.rounds(mode, rate, jobs)), None)
+
+    def rounds(self, mode: str, rate: int, jobs: bool) -> list[Phase]:
+        return [p for p in self.phases if (p.mode, p.rate, p.jobs) == (mode, rate, jobs)]
 
 
 def front_name(mode: str) -> str:
@@ -183,6 +189,7 @@ def phase_from(
     raw: dict[str, object],
     sampler: CpuSampler,
     runs: list[dict[str, object]],
+    round: int,
 ) -> Phase:
     start = float(raw["t0_wall"]) + plan.warmup  # type: ignore[arg-type]
     records = [
@@ -207,6 +214,7 @@ def phase_from(
         int(raw["peak_connections"]),  # type: ignore[call-overload]
         sampler.between(start, end),
         sorted(spans),
+        round,
     )
 
 
@@ -221,25 +229,28 @@ def run_mode(
     phases = []
     try:
         time.sleep(2)  # let the worker register and the first heartbeats settle
-        for jobs in (False, True):
-            if jobs:
-                switched = time.time()
-                system.set_job(True)
-                system.wait_for_run(switched)
-            for rate in plan.rates:
-                label = f"{mode}, {rate} req/s, {'jobs every 10 s' if jobs else 'idle'}"
-                print(f"  {label}: {plan.seconds:.0f}s of load", flush=True)
-                raw = load(system, plan, rate, ids_file, log_dir / f"load-{mode}-{rate}-{jobs}.json", sampler)
-                phase = phase_from(mode, rate, jobs, plan, raw, sampler, system.runs() if jobs else [])
-                print(
-                    f"    {phase.summary().text()}, errors {phase.summary().errors}, "
-                    f"generator lag p99 {phase.lag().p99:.2f} ms",
-                    flush=True,
-                )
-                phases.append(phase)
-                time.sleep(1)  # a backlog from an overloaded phase must not leak into the next
-        system.set_job(None)
-        system.wait_idle()
+        for round in range(1, plan.rounds + 1):
+            for jobs in (False, True):
+                if jobs:
+                    switched = time.time()
+                    system.set_job(True)
+                    system.wait_for_run(switched)
+                for rate in plan.rates:
+                    label = f"{mode}, {rate} req/s, {'jobs every 10 s' if jobs else 'idle'}, round {round}"
+                    print(f"  {label}: {plan.seconds:.0f}s of load", flush=True)
+                    out = log_dir / f"load-{mode}-{rate}-{jobs}-{round}.json"
+                    raw = load(system, plan, rate, ids_file, out, sampler)
+                    phase = phase_from(mode, rate, jobs, plan, raw, sampler, system.runs() if jobs else [], round)
+                    print(
+                        f"    {phase.summary().text()}, errors {phase.summary().errors}, "
+                        f"generator lag p99 {phase.lag().p99:.2f} ms",
+                        flush=True,
+                    )
+                    phases.append(phase)
+                    time.sleep(1)  # a backlog from an overloaded phase must not leak into the next
+            # The next round's idle phases start once the last run has ended.
+            system.set_job(False if round < plan.rounds else None)
+            system.wait_idle()
     finally:
         samples = sampler.stop()
         system.stop()
