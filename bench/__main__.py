@@ -41,7 +41,7 @@ def plans(quick: bool) -> tuple[Plan, SsePlan, JobsPlan]:
     if quick:
         return (
             Plan(rates=[200, 500], seconds=6, warmup=2, rounds=1),
-            SsePlan(idle=2000, seconds=4, levels=[50], burst=200, hold=3),
+            SsePlan(idle=2000, seconds=4, levels=[50], burst=200, hold=3, latency_runs=1),
             JobsPlan(sizes=[100, 1000], runs=1, race_seconds=12),
         )
     return Plan(rates=[200, 500], seconds=20), SsePlan(), JobsPlan()

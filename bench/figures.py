@@ -132,7 +132,7 @@ def sse_figures(result: SseResult) -> list[Figure]:
     section = "SSE"
     plan = result.plan
     held = min(result.still_open, result.server_count) if result.server_count >= 0 else result.still_open
-    latency = result.levels[0].latency if result.levels else None
+    runs = result.latency_runs
     out = [
         Figure(
             section,
@@ -152,23 +152,26 @@ def sse_figures(result: SseResult) -> list[Figure]:
             "slope of API RSS over clients connected",
         ),
     ]
-    if latency is not None:
-        complete = f"{result.delivered:,} of {result.expected:,} delivered"
+    if runs:
+        p50, p99 = _median([r.p50 for r in runs]), _median([r.p99 for r in runs])
+        complete = (
+            f"median of {len(runs)} runs of {plan.seconds:g} s; {result.delivered:,} of {result.expected:,} delivered"
+        )
         out += [
             Figure(
                 section,
                 f"commit-to-client latency, {plan.clients:,} clients, {plan.rate:g} events/s: p50",
-                ms(latency.p50),
+                ms(p50),
                 "<= 20 ms",
-                latency.p50 <= 20,
+                p50 <= 20,
                 complete,
             ),
             Figure(
                 section,
                 f"commit-to-client latency, {plan.clients:,} clients, {plan.rate:g} events/s: p99",
-                ms(latency.p99),
+                ms(p99),
                 "<= 100 ms",
-                latency.p99 <= 100,
+                p99 <= 100,
                 complete,
             ),
         ]

@@ -45,6 +45,7 @@ class SsePlan:
     clients: int = 1000  # latency and throughput
     rate: float = 20  # events per second for the latency phase
     seconds: float = 10
+    latency_runs: int = 3  # the latency phase runs this often; figures are medians over the runs
     levels: list[int] = field(default_factory=lambda: [25, 50, 100])  # events/s offered to `clients`
     burst: int = 500
     procs: int = 4  # client processes, each on its own source address
@@ -79,7 +80,8 @@ class SseResult:
     server_count: int = 0
     rss_steps: list[tuple[int, int]] = field(default_factory=list)  # (clients, API RSS in KB)
     idle_cpu: float = 0.0  # API CPU percent while holding the idle clients
-    latencies: list[float] = field(default_factory=list)  # ms
+    latencies: list[float] = field(default_factory=list)  # ms, the first latency run's (for the chart)
+    latency_runs: list[Summary] = field(default_factory=list)
     delivered: int = 0
     expected: int = 0
     levels: list[Level] = field(default_factory=list)
@@ -169,10 +171,16 @@ async def streams(api: AppProcess, emitter: Emitter, plan: SsePlan, result: SseR
     group = ClientGroup()
     await group.add(api.port or 0, plan.clients, plan.procs)
     await asyncio.sleep(1)
-    latency = await offered(api, group, emitter, int(plan.rate), plan.seconds)
-    result.latencies, latency.samples = latency.samples, []  # kept once, for the chart
-    result.delivered, result.expected = latency.delivered, latency.expected
-    result.levels.append(latency)
+    for run in range(plan.latency_runs):
+        latency = await offered(api, group, emitter, int(plan.rate), plan.seconds)
+        print(f"    latency run {run + 1}: {latency.latency.text()}", flush=True)
+        if run == 0:
+            result.latencies = latency.samples  # kept once, for the chart
+            result.levels.append(latency)
+        latency.samples = []
+        result.latency_runs.append(latency.latency)
+        result.delivered += latency.delivered
+        result.expected += latency.expected
     for rate in plan.levels:
         level = await offered(api, group, emitter, rate, plan.seconds)
         print(
@@ -230,8 +238,8 @@ async def run_sse(plan: SsePlan, log_dir: Path | None = None) -> SseResult:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     defaults = SsePlan()
-    for name in ("idle", "clients", "burst", "procs"):
-        parser.add_argument(f"--{name}", type=int, default=getattr(defaults, name))
+    for name in ("idle", "clients", "burst", "procs", "latency_runs"):
+        parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(defaults, name))
     for name in ("rate", "seconds", "hold"):
         parser.add_argument(f"--{name}", type=float, default=getattr(defaults, name))
     parser.add_argument("--levels", type=int, nargs="+", default=defaults.levels, help="events/s offered")
@@ -242,8 +250,10 @@ def main() -> None:
         f"capacity: {result.still_open:,} of {args.idle:,} idle clients open after {args.hold:.0f}s "
         f"(server counts {result.server_count:,}); {result.kb_per_client:.1f} KB per client"
     )
+    runs = result.latency_runs
     print(
-        f"latency, {args.clients} clients at {args.rate:g} events/s: {result.levels[0].latency.text()} "
+        f"latency, {args.clients} clients at {args.rate:g} events/s, median of {len(runs)} runs: "
+        f"p50 {statistics.median(r.p50 for r in runs):.2f} ms, p99 {statistics.median(r.p99 for r in runs):.2f} ms "
         f"({result.delivered:,} of {result.expected:,} deliveries)"
     )
     best = result.sustained
