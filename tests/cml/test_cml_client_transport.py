@@ -77,32 +77,32 @@ async def raw_host() -> AsyncIterator[tuple[str, list[bytes]]]:
         yield f"http://127.0.0.1:{port}", answer
 
 
-async def test_a_web_page_instead_of_cml_is_an_api_error(raw_host: tuple[str, list[bytes]]) -> None:
+NOT_CML = {
+    "a web page": (
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 13\r\n\r\n<html></html>",
+        "unexpected response to GET /system_information",
+    ),
+    # Not followed: the login page it points to would be read as CML's answer.
+    "a redirect": (
+        b"HTTP/1.1 302 Found\r\nLocation: http://192.0.2.1/login\r\nContent-Length: 0\r\n\r\n",
+        "unexpected response",
+    ),
+    "a body cut short": (
+        b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n{"version": "2.9',
+        "answered GET /system_information unusably",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", NOT_CML)
+async def test_an_answer_unlike_cmls_is_an_api_error_naming_the_host(
+    raw_host: tuple[str, list[bytes]], case: str
+) -> None:
     url, answer = raw_host
-    answer[0] = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 13\r\n\r\n<html></html>"
+    answer[0], expected = NOT_CML[case]
     async with CMLClient(url, USERNAME, PASSWORD, timeout=5) as client:
         with pytest.raises(CMLApiError) as failure:
             await client.system_information()
 
-    assert "unexpected response to GET /system_information" in failure.value.message
-
-
-async def test_a_redirect_is_not_followed(raw_host: tuple[str, list[bytes]]) -> None:
-    url, answer = raw_host
-    answer[0] = b"HTTP/1.1 302 Found\r\nLocation: http://192.0.2.1/login\r\nContent-Length: 0\r\n\r\n"
-    async with CMLClient(url, USERNAME, PASSWORD, timeout=5) as client:
-        with pytest.raises(CMLApiError) as failure:
-            await client.system_information()
-
-    assert "unexpected response" in failure.value.message
-
-
-async def test_a_body_cut_short_is_an_api_error(raw_host: tuple[str, list[bytes]]) -> None:
-    url, answer = raw_host
-    answer[0] = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n{"version": "2.9'
-    async with CMLClient(url, USERNAME, PASSWORD, timeout=5) as client:
-        with pytest.raises(CMLApiError) as failure:
-            await client.system_information()
-
-    assert "answered GET /system_information unusably" in failure.value.message
+    assert expected in failure.value.message
     assert url in failure.value.message

@@ -304,10 +304,10 @@ class CMLClient:
         content: bytes | None = None,
         token: str | None = None,
     ) -> Reply:
-        headers = {"Authorization": f"Bearer {token}"} if token else None
-        data = orjson.dumps(body) if body is not None else content
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        data = content
         if body is not None:
-            headers = {**(headers or {}), "Content-Type": "application/json"}
+            data, headers["Content-Type"] = orjson.dumps(body), "application/json"
         try:
             # One bound for the whole exchange, slow trickles of the body included.
             async with asyncio.timeout(self._timeout):
