@@ -13,13 +13,16 @@ FROM ${PYTHON_IMAGE} AS builder
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1
-RUN python -m venv /opt/cml-cloud-manager
+# uv installs exactly the versions in uv.lock (the version below is the one the lock pins, checked by a test).
+RUN pip install --no-cache-dir uv==0.13.9 \
+ && python -m venv /opt/cml-cloud-manager
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml uv.lock README.md ./
 COPY src/ src/
 # Every dependency ships manylinux wheels, so no compiler is needed. pip and setuptools are removed afterwards:
 # the runtime image installs nothing.
-RUN /opt/cml-cloud-manager/bin/pip install --no-cache-dir . \
+RUN UV_PROJECT_ENVIRONMENT=/opt/cml-cloud-manager UV_PYTHON_DOWNLOADS=never \
+    uv sync --locked --no-editable --no-cache --python /opt/cml-cloud-manager/bin/python \
  && /opt/cml-cloud-manager/bin/pip uninstall --yes setuptools pip
 
 # ---- runtime: the venv, two small scripts and a non-root user ----------------------------------------------
@@ -34,7 +37,7 @@ COPY --from=builder /opt/cml-cloud-manager /opt/cml-cloud-manager
 COPY --chmod=0755 deploy/docker/entrypoint.sh /usr/local/bin/cml-entrypoint
 COPY --chmod=0755 deploy/docker/healthcheck.py /usr/local/bin/cml-healthcheck
 # Containers listen on every interface (AUTH_MODE=none is refused there: use token or oidc). The worker's
-# health port is passed as --health-port by the entrypoint. The generated admin token (AUTH_MODE=token) and the
+# health port is passed as --health-port by the entrypoint; it runs at niceness WORKER_NICE (10 unless set). The generated admin token (AUTH_MODE=token) and the
 # default SQLite database live in the data directory: mount a volume there, or use PostgreSQL.
 # (DL3064 flags AUTH_ADMIN_TOKEN_FILE by its name; it is a path, not a secret.)
 # hadolint ignore=DL3064

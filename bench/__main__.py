@@ -1,6 +1,7 @@
 """`python -m bench` (`make bench`): the seed's performance claims, measured side by side, with charts.
 
-  python -m bench [--quick] [--only separation sse jobs] [--out bench/results] [--no-docs]
+  python -m bench [--quick] [--only separation sse jobs] [--scenarios a b] [--modes split all]
+                  [--set NAME=VALUE ...] [--out bench/results] [--no-docs]
 
 Sections: separation (API latency, combined vs split processes, with and without jobs), SSE (capacity,
 memory, latency, throughput of one API process) and jobs (worker-metrics duration by fleet size, duplicate
@@ -29,7 +30,7 @@ import asyncpg  # type: ignore[import-untyped]
 from . import charts, figures, report
 from .common import PG, cores, taskset_prefix
 from .jobs import JobsPlan, run_jobs
-from .separation import Plan, run_separation
+from .separation import MODES, SCENARIOS, Plan, run_separation
 from .sse_fanout import SsePlan, run_sse
 from .stats import Figure, announce
 
@@ -37,14 +38,16 @@ ROOT = Path(__file__).resolve().parents[1]
 SECTIONS = ("separation", "sse", "jobs")
 
 
-def plans(quick: bool) -> tuple[Plan, SsePlan, JobsPlan]:
-    if quick:
+def plans(args: argparse.Namespace) -> tuple[Plan, SsePlan, JobsPlan]:
+    extra = dict(item.split("=", 1) for item in args.set)
+    scenarios, modes = tuple(args.scenarios), tuple(args.modes)
+    if args.quick:
         return (
-            Plan(rates=[200, 500], seconds=6, warmup=2, rounds=1),
+            Plan(rates=[500], seconds=8, warmup=2, rounds=1, scenarios=scenarios, modes=modes, extra_env=extra),
             SsePlan(idle=2000, seconds=4, levels=[50], burst=200, hold=3, latency_runs=1),
             JobsPlan(sizes=[100, 1000], runs=1, race_seconds=12),
         )
-    return Plan(rates=[200, 500], seconds=20), SsePlan(), JobsPlan()
+    return Plan(scenarios=scenarios, modes=modes, extra_env=extra), SsePlan(), JobsPlan()
 
 
 async def _ping_postgres() -> None:
@@ -73,13 +76,14 @@ Outcome = tuple[list[Figure], list[str], list[Path]]  # table rows, details, cha
 ChartPath = Callable[[str], Path]
 
 
-def separation(plan: Plan, logs: Path, chart: ChartPath) -> Outcome:
+def separation(plan: Plan, logs: Path, chart: ChartPath, preamble: list[str]) -> Outcome:
     result = run_separation(plan, logs)
     pictures = [
         charts.separation_latency(result, chart("separation-latency")),
         charts.separation_cpu(result, chart("separation-cpu")),
         charts.separation_summary(result, chart("separation-summary")),
     ]
+    preamble += [figures.headline(result), *report.legend(result)]
     return figures.separation_figures(result), report.separation_details(result), pictures
 
 
@@ -101,7 +105,21 @@ def main() -> int:
     parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="sections to run")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results", help="where results go")
     parser.add_argument("--no-docs", action="store_true", help="do not update docs/benchmarks.md and the README")
+    parser.add_argument(
+        "--scenarios", nargs="+", choices=sorted(SCENARIOS), default=sorted(SCENARIOS), help="separation scenarios"
+    )
+    parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES), help="separation modes")
+    parser.add_argument(
+        "--set",
+        nargs="+",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting changed from the defaults for the separation section (e.g. WORKER_NICE=0); named in every "
+        "row; leaves the docs alone",
+    )
     args = parser.parse_args()
+    if any("=" not in item for item in args.set):
+        parser.error("--set takes NAME=VALUE")
     # A plain SIGTERM would skip the clean-ups: CPU masks of the machine's processes, the CPU cgroup, children.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
@@ -110,7 +128,7 @@ def main() -> int:
     if background > 0.2:
         notes.append(f"the machine was {100 * background:.0f}% busy before the run: figures may be pessimistic")
         print(f"warning: {notes[-1]}", flush=True)
-    separation_plan, sse_plan, jobs_plan = plans(args.quick)
+    separation_plan, sse_plan, jobs_plan = plans(args)
     args.out.mkdir(parents=True, exist_ok=True)
     partial = "" if set(args.only) == set(SECTIONS) else "-" + "-".join(s for s in SECTIONS if s in args.only)
     stem = datetime.date.today().isoformat() + partial + ("-quick" if args.quick else "")
@@ -121,9 +139,10 @@ def main() -> int:
     table: list[Figure] = []
     details: dict[str, list[str]] = {}
     drawn: list[Path] = []
+    preamble: list[str] = []  # the headline and the scenarios' legend, above the table
     chart = lambda suffix: args.out / f"{stem}-{suffix}.png"  # noqa: E731
     runners: dict[str, Callable[[], Outcome]] = {
-        "separation": lambda: separation(separation_plan, logs / "separation", chart),
+        "separation": lambda: separation(separation_plan, logs / "separation", chart, preamble),
         "sse": lambda: sse(sse_plan, logs / "sse", chart),
         "jobs": lambda: jobs(jobs_plan, logs / "jobs", chart),
     }
@@ -139,13 +158,15 @@ def main() -> int:
     runtime = time.perf_counter() - began
     results = args.out / f"{stem}.md"
     title = f"Benchmarks {stem}" + (" (quick smoke run: shorter phases, smaller sizes)" if args.quick else "")
-    report.write(results, title, background, table, details, drawn, runtime, notes)
+    report.write(results, title, background, table, details, drawn, runtime, notes, preamble)
     missed = [f for f in table if f.met is False]
     print(f"\n{len(table)} figures, {len(missed)} targets missed, {runtime / 60:.1f} min on {cores()} cores")
-    if not args.quick and not args.no_docs and set(args.only) == set(SECTIONS):
+    complete = set(args.only) == set(SECTIONS) and set(args.scenarios) == set(SCENARIOS) and not args.set
+    if not args.quick and not args.no_docs and complete:
         latency = [chart for chart in drawn if chart.stem.endswith("separation-latency")]
+        busy = report.busy_note(background, table)
         for page, charts in ((ROOT / "docs" / "benchmarks.md", []), (ROOT / "README.md", latency)):
-            if report.update_page(page, results, table, charts):
+            if report.update_page(page, results, table, charts, preamble, busy):
                 print(f"updated the table in {page.relative_to(ROOT)}")
     print(f"results: {results}")
     return 0

@@ -24,6 +24,8 @@ COLORS = {
     "aws-emulator": "#2ca02c",
     "cml-simulator": "#9467bd",
     "postgres": "#8c564b",
+    "redis": "#e377c2",
+    "up": "#bcbd22",
     "other": "#000000",
 }
 
@@ -40,12 +42,16 @@ def _rolling_p99(phase: Phase, window: float = 1.0) -> tuple[list[float], list[f
     return xs, ys
 
 
+JOB_COLORS = {"worker-metrics": "#ffbb78", "labs-refresh": "#98df8a", "idle-detection": "#c5b0d5"}
+
+
 def _latency_panel(ax: Axes, phase: Phase) -> None:
-    for start, end, outcome in phase.runs:
-        start, end = max(0.0, start), min(phase.seconds, end)
-        ax.axvspan(start, end, color="#ffbb78", alpha=0.5, lw=0)
+    for run in phase.runs:
+        start, end = max(0.0, run.start), min(phase.seconds, run.end if run.end is not None else phase.seconds)
+        ax.axvspan(start, end, color=JOB_COLORS.get(run.job, "#c49c94"), alpha=0.5, lw=0)
         if end - start > 0.1 * phase.seconds:  # label only spans wide enough to hold it
-            ax.text(start + 0.2, 0.97, f"job: {outcome}", transform=ax.get_xaxis_transform(), fontsize=7, va="top")
+            label = f"{run.job}: {run.outcome}"
+            ax.text(start + 0.2, 0.97, label, transform=ax.get_xaxis_transform(), fontsize=7, va="top")
     ok = [r for r in phase.records if r[2] == 200]
     ax.scatter([r[0] for r in ok], [max(r[1], 0.1) for r in ok], s=2, alpha=0.35, color=COLORS[phase.mode], lw=0)
     ax.plot(*_rolling_p99(phase), color="black", lw=1.2, label="p99 per second")
@@ -61,19 +67,25 @@ def _latency_panel(ax: Axes, phase: Phase) -> None:
     ax.legend(loc="upper right", fontsize=7)
 
 
+def _systems(result: SeparationResult) -> list[tuple[str, str]]:
+    return [(key, mode) for key in result.plan.scenarios for mode in result.plan.modes]
+
+
 def separation_latency(result: SeparationResult, path: Path) -> Path:
-    modes, rates = result.plan.modes, result.plan.rates
+    systems, rates = _systems(result), result.plan.rates
     fig, axes = plt.subplots(
-        len(modes), len(rates), figsize=(6 * len(rates), 3.2 * len(modes)), squeeze=False, sharey=True
+        len(systems), len(rates), figsize=(7 * len(rates), 3.2 * len(systems)), squeeze=False, sharey=True
     )
-    for row, mode in enumerate(modes):
+    for row, (key, mode) in enumerate(systems):
         for col, rate in enumerate(rates):
-            phase = result.phase(mode, rate, True)
+            phase = result.phase(key, mode, rate, True)
             if phase is not None:
                 _latency_panel(axes[row][col], phase)
-            axes[row][col].set_xlabel("seconds into the phase (shaded: worker-metrics running)")
+            axes[row][col].set_xlabel("seconds into the phase (shaded: job runs)")
     fig.suptitle(
-        "API latency under open-loop load while worker-metrics runs every 10 s over 1,000 workers (first round)"
+        "API latency under open-loop load, defaults (token auth), all jobs on, worker-metrics every 10 s over "
+        "1,000 workers (first round)",
+        fontsize=10,
     )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -82,11 +94,11 @@ def separation_latency(result: SeparationResult, path: Path) -> Path:
 
 
 def separation_cpu(result: SeparationResult, path: Path) -> Path:
-    modes = [m for m in result.plan.modes if result.cpu_samples.get(m)]
-    fig, axes = plt.subplots(len(modes), 1, figsize=(12, 3.2 * len(modes)), squeeze=False)
-    for row, mode in enumerate(modes):
+    systems = [(key, mode) for key, mode in _systems(result) if result.cpu_samples.get(f"{key} {mode}")]
+    fig, axes = plt.subplots(len(systems), 1, figsize=(12, 3.2 * len(systems)), squeeze=False)
+    for row, (key, mode) in enumerate(systems):
         ax = axes[row][0]
-        samples = result.cpu_samples[mode]
+        samples = result.cpu_samples[f"{key} {mode}"]
         t0 = samples[0][0]
         groups = sorted({g for _, s in samples for g in s}, key=lambda g: list(COLORS).index(g) if g in COLORS else 99)
         for group in groups:
@@ -99,7 +111,7 @@ def separation_cpu(result: SeparationResult, path: Path) -> Path:
                 color=COLORS.get(base),
                 ls="--" if group != base else "-",
             )
-        for phase in (p for p in result.phases if p.mode == mode):
+        for phase in (p for p in result.phases if (p.scenario, p.mode) == (key, mode)):
             ax.axvspan(
                 phase.start - t0,
                 phase.start - t0 + phase.seconds,
@@ -110,12 +122,12 @@ def separation_cpu(result: SeparationResult, path: Path) -> Path:
             ax.text(
                 phase.start - t0 + 0.5,
                 0.98,
-                f"{phase.rate}/s {'jobs' if phase.jobs else 'idle'}",
+                f"{phase.rate}/s jobs {'on' if phase.jobs else 'off'}",
                 transform=ax.get_xaxis_transform(),
                 fontsize=7,
                 va="top",
             )
-        ax.set_title(f"{mode} mode: CPU per process (100% = one core)", fontsize=9)
+        ax.set_title(f"({key}) {mode} mode: CPU per process (100% = one core)", fontsize=9)
         ax.set_ylabel("CPU %")
         ax.set_xlabel("seconds since the processes started")
         ax.grid(alpha=0.3)
@@ -129,12 +141,13 @@ def separation_cpu(result: SeparationResult, path: Path) -> Path:
 def separation_summary(result: SeparationResult, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(max(10, len(result.phases) * 0.6), 4))
     phases = result.phases
-    labels = [f"{p.mode}\n{p.rate}/s\n{'jobs' if p.jobs else 'idle'}\nr{p.round}" for p in phases]
+    labels = [f"({p.scenario}) {p.mode}\n{p.rate}/s\njobs {'on' if p.jobs else 'off'}\nr{p.round}" for p in phases]
     xs = range(len(phases))
-    for offset, name, color in ((-0.2, "p50", "#aec7e8"), (0.2, "p99", "#1f77b4")):
+    for offset, name, color in ((-0.27, "p50", "#aec7e8"), (0, "p99", "#1f77b4"), (0.27, "p999", "#08306b")):
         values = [getattr(p.summary(), name) for p in phases]
-        ax.bar([x + offset for x in xs], values, width=0.4, label=name, color=color)
-    ax.axhline(10, color="green", ls="--", lw=1, label="target p99 10 ms (split, 500/s)")
+        ax.bar([x + offset for x in xs], values, width=0.27, label=name.replace("p999", "p99.9"), color=color)
+    ax.axhline(10, color="green", ls="--", lw=1, label="target p99 (a) split, 500/s, jobs on: 10 ms")
+    ax.axhline(3, color="olive", ls=":", lw=1, label="target p99 (b) split, 500/s, jobs on: 3 ms")
     ax.set_xticks(list(xs), labels, fontsize=7)
     ax.set_yscale("log")
     ax.set_ylabel("latency (ms)")

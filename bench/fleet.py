@@ -17,8 +17,8 @@ import boto3
 from sqlalchemy import delete
 
 from cml_cloud_manager.config import Settings, load_settings
-from cml_cloud_manager.integrations import build_integrations
 from cml_cloud_manager.jobs.context import Context
+from cml_cloud_manager.jobs.integrations import build_integrations
 from cml_cloud_manager.sandbox.run import sandbox_env
 from cml_cloud_manager.sandbox.seed import AMI_NAME, REGION
 from cml_cloud_manager.sandbox.services import ChildServer, aws_env, start_cml_simulator, start_moto
@@ -147,7 +147,7 @@ class Fleet:
 async def import_fleet(ctx: Context) -> int:
     """Import every bench instance, observe them once (pending -> running, CML available), then drop the
     commands that import and the first observation queued: they would otherwise run in the measured worker."""
-    imported = await import_matching(ctx, [REGION], "cml2-*", reason="bench")
+    imported = (await import_matching(ctx, [REGION], "cml2-*", reason="bench")).model_dump()
     await refresh_workers(ctx)
     async with ctx.db.session() as session:
         await session.execute(delete(CommandRow))

@@ -20,8 +20,8 @@ from sqlalchemy import select
 
 from cml_cloud_manager.aws import cloudwatch, ec2
 from cml_cloud_manager.errors import AppError
-from cml_cloud_manager.integrations import build_integrations
 from cml_cloud_manager.jobs.context import Context
+from cml_cloud_manager.jobs.integrations import build_integrations
 from cml_cloud_manager.sandbox.seed import REGION
 from cml_cloud_manager.storage.db import Database
 from cml_cloud_manager.storage.migrate import migrate
@@ -89,7 +89,7 @@ async def time_size(ctx: Context, fleet: Fleet, size: int, runs: int) -> SizeRes
     durations, summary = [], {}
     for index in range(runs):
         began = time.perf_counter()
-        summary = await collect_metrics(ctx)
+        summary = (await collect_metrics(ctx)).model_dump()
         durations.append(time.perf_counter() - began)
         print(f"    {size:,} workers, run {index + 1}: {durations[-1]:.2f}s {summary}", flush=True)
         if summary["failed_regions"]:  # a run that lost its region is fast for the wrong reason

@@ -15,8 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from cml_cloud_manager.integrations import build_integrations
 from cml_cloud_manager.jobs.context import Context
+from cml_cloud_manager.jobs.integrations import build_integrations
 from cml_cloud_manager.sandbox.run import sandbox_env
 from cml_cloud_manager.sandbox.seed import REGION
 from cml_cloud_manager.sandbox.services import aws_env, start_cml_simulator, start_moto
@@ -43,12 +43,12 @@ async def run(count: int, runs: int, database_url: str) -> list[float]:
         integrations = build_integrations(settings)
         ctx = Context(db=db, settings=settings, integrations=integrations, process_id="bench")
         began = time.perf_counter()
-        imported = await import_matching(ctx, [REGION], "cml2-*", reason="bench")
+        imported = (await import_matching(ctx, [REGION], "cml2-*", reason="bench")).model_dump()
         print(f"imported {len(imported['imported'])} workers in {time.perf_counter() - began:.1f}s", flush=True)
         durations = []
         for index in range(runs):
             began = time.perf_counter()
-            summary = await refresh_workers(ctx)
+            summary = (await refresh_workers(ctx)).model_dump()
             durations.append(time.perf_counter() - began)
             print(f"run {index + 1}: {durations[-1]:.2f}s {summary}", flush=True)
         await integrations.aclose()

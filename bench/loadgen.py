@@ -1,13 +1,15 @@
 """Open-loop HTTP load generator: requests at a fixed rate, each timed from when it was *due*, not when sent.
 
-  python -m bench.loadgen --url http://127.0.0.1:8000 --rate 500 --seconds 30 --ids ids.txt --out result.json
+  python -m bench.loadgen --url http://127.0.0.1:8000 --rate 500 --seconds 30 --ids ids.txt --out result.json \
+      [--token-file var/admin-token]
 
 A closed-loop client (send, wait, send) slows down with the server and so hides its stalls; here request i is
 due at t0 + i/rate whatever happened before, and its latency runs from that instant to the last byte of the
 answer, so time spent queued behind a stalled server counts. Raw HTTP/1.1 on kept-alive asyncio connections
 (uvloop when present) keeps the generator cheap; `lag` records how late its own loop fired each request, which
-says whether the generator itself kept up. The mix: every `--list-every`-th request lists 100 workers
-(`GET /api/workers?limit=100`), the others fetch one worker by id, cycling through `--ids`.
+says whether the generator itself kept up. With `--token-file` every request carries that bearer token. The
+mix: every `--list-every`-th request lists 100 workers (`GET /api/workers?limit=100`), the others fetch one
+worker by id, cycling through `--ids`.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ import asyncio
 import contextlib
 import gc
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,10 +106,11 @@ async def exchange(pool: Pool, request: bytes, timeout: float) -> int:
     raise AssertionError("unreachable")
 
 
-async def run(args: argparse.Namespace, ids: list[str]) -> dict[str, object]:
+async def run(args: argparse.Namespace, ids: list[str], token: str) -> dict[str, object]:
     host, port = args.url.removeprefix("http://").split(":")
-    list_request = f"GET /api/workers?limit=100 HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
-    get_requests = [f"GET /api/workers/{i} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode() for i in ids]
+    auth = f"Authorization: Bearer {token}\r\n" if token else ""
+    list_request = f"GET /api/workers?limit=100 HTTP/1.1\r\nHost: {host}\r\n{auth}\r\n".encode()
+    get_requests = [f"GET /api/workers/{i} HTTP/1.1\r\nHost: {host}\r\n{auth}\r\n".encode() for i in ids]
     pool = Pool(host, int(port), args.connections)
     # Warm connections before the clock starts, so the first second is not all connection setup.
     warm = [await pool.get() for _ in range(min(16, args.connections))]
@@ -158,11 +160,9 @@ async def run(args: argparse.Namespace, ids: list[str]) -> dict[str, object]:
 
 
 def steady() -> None:
-    """Keep the generator's own hiccups out of the numbers: a higher CPU priority than the processes it shares
-    its core with (needs CAP_SYS_NICE; skipped without), and no cyclic garbage collection pauses (this
-    short-lived process only appends tuples)."""
-    with contextlib.suppress(OSError):
-        os.setpriority(os.PRIO_PROCESS, 0, -10)
+    """No cyclic garbage collection pauses of the generator's own (this short-lived process only appends
+    tuples). Its CPU priority stays the normal one, as a client's would: what the server's neighbours cost it
+    shows in `lag`."""
     gc.disable()
 
 
@@ -175,11 +175,13 @@ def main() -> None:
     parser.add_argument("--list-every", type=int, default=10, help="every Nth request is the list (default 10)")
     parser.add_argument("--connections", type=int, default=512, help="most connections open at once")
     parser.add_argument("--timeout", type=float, default=10.0, help="a request slower than this is an error")
+    parser.add_argument("--token-file", help="file holding a bearer token sent with every request")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     steady()
     ids = Path(args.ids).read_text().split()
-    Path(args.out).write_text(json.dumps(run_fast(run(args, ids))))
+    token = Path(args.token_file).read_text().strip() if args.token_file else ""
+    Path(args.out).write_text(json.dumps(run_fast(run(args, ids, token))))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,8 @@ from pathlib import Path
 from .common import raise_nofile, taskset_prefix
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-# What every measured process gets: no access log or chatter competing with requests, no login.
+# What the SSE and jobs sections' processes get: no access log or chatter competing with requests, no login. The
+# separation section runs the product's defaults instead.
 QUIET = {"ACCESS_LOG": "false", "LOG_LEVEL": "WARNING", "AUTH_MODE": "none", "APP_HOST": "127.0.0.1"}
 
 
@@ -44,15 +45,20 @@ class AppProcess:
         *,
         cpu: int | None = None,
         port: int | None = None,
+        quiet: bool = True,
+        own_session: bool = False,
     ) -> AppProcess:
+        """`quiet` adds QUIET to `env` (else the product's defaults apply); `own_session` starts it as from a
+        terminal of its own: a session, hence (with autogroups) a CPU share, apart from this process's."""
         log = log_dir / f"{name}.log"
-        with log.open("wb") as out:
+        with log.open("ab") as out:
             proc = subprocess.Popen(
                 [*taskset_prefix(cpu), sys.executable, "-m", "cml_cloud_manager", *args],
-                env={**os.environ, **QUIET, **env},
+                env={**os.environ, **(QUIET if quiet else {}), **env},
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 preexec_fn=_raise_limits,
+                start_new_session=own_session,
             )
         return cls(name, proc, log, port)
 
@@ -88,6 +94,54 @@ class AppProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+def children(pid: int) -> dict[int, list[str]]:
+    """The processes whose parent is `pid`, with their command lines."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with suppress(OSError, IndexError):
+                with open(f"/proc/{entry}/stat", "rb") as stat:
+                    parent = int(stat.read().rsplit(b")", 1)[1].split()[1])
+                if parent == pid:
+                    with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                        found[int(entry)] = [arg.decode() for arg in cmdline.read().split(b"\0") if arg]
+    return found
+
+
+def niceness(pid: int) -> int:
+    with open(f"/proc/{pid}/stat", "rb") as stat:
+        return int(stat.read().rsplit(b")", 1)[1].split()[16])
+
+
+def cpu_table() -> dict[int, tuple[str, float]]:
+    """Every process's command name and CPU seconds so far (kernel threads included)."""
+    table = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with suppress(OSError, IndexError, ValueError):
+                with open(f"/proc/{entry}/stat", "rb") as stat:
+                    raw = stat.read()
+                name = raw[raw.index(b"(") + 1 : raw.rindex(b")")].decode(errors="replace")
+                fields = raw.rsplit(b")", 1)[1].split()
+                table[int(entry)] = (name, (int(fields[11]) + int(fields[12])) / CLOCK_TICKS)
+    return table
+
+
+def busiest_others(
+    before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]], seconds: float, ours: set[int]
+) -> list[tuple[str, float]]:
+    """CPU used between two `cpu_table` readings by processes not in `ours`, by command name, in percent of one
+    core over `seconds`, busiest first. Processes that started in between count from zero."""
+    used: dict[str, float] = {}
+    for pid, (name, total) in after.items():
+        if pid in ours:
+            continue
+        spent = total - before[pid][1] if pid in before and before[pid][0] == name else total
+        if spent > 0:
+            used[name] = used.get(name, 0.0) + 100.0 * spent / seconds
+    return sorted(used.items(), key=lambda item: -item[1])
 
 
 def cpu_seconds(pid: int) -> float:

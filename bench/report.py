@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .common import cores, loopback_round_trip
 from .jobs import JobsResult
-from .separation import SeparationResult
+from .separation import SCENARIOS, SETTINGS, SeparationResult
 from .sse_fanout import SseResult
 from .stats import Figure, ms
 
@@ -42,6 +42,24 @@ def busy_share(seconds: float = 1.0) -> float:
     return (busy1 - busy0) / max(1, total1 - total0)
 
 
+# Above this share of one core used by processes the benchmark did not start, in some phase, the run is labelled.
+BUSY_OTHER_PERCENT = 20.0
+
+
+def busy_note(background: float, figures: list[Figure]) -> str:
+    """', machine busy with other work: ...' when the run shared the machine, else ''."""
+    worst = 0.0
+    for figure in figures:
+        if figure.name.startswith("CPU used by what the benchmark did not start"):
+            worst = max(worst, float(figure.value.split("%")[0]))
+    if background <= 0.2 and worst <= BUSY_OTHER_PERCENT:
+        return ""
+    return (
+        f"; **machine busy with other work**: {100 * background:.0f}% busy before the run, up to {worst:.0f}% of "
+        "one core used by processes the benchmark did not start during a phase; figures are pessimistic"
+    )
+
+
 def machine(background: float) -> list[str]:
     cpu = "unknown"
     with open("/proc/cpuinfo") as info:
@@ -66,41 +84,71 @@ def machine(background: float) -> list[str]:
 
 
 def table(figures: list[Figure]) -> list[str]:
-    rows = ["| section | figure | value | target | met? | compared with |", "|---|---|---|---|---|---|"]
+    rows = [
+        "| section | scenario and settings | figure | value | target | met? | compared with |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for f in figures:
         met = "" if f.met is None else ("yes" if f.met else "**no**")
-        rows.append(f"| {f.section} | {f.name} | {f.value} | {f.target} | {met} | {f.compared} |")
+        rows.append(f"| {f.section} | {f.setting} | {f.name} | {f.value} | {f.target} | {met} | {f.compared} |")
     return rows
+
+
+def legend(result: SeparationResult | None) -> list[str]:
+    """What the separation rows' scenario names and `defaults` mean, above the table."""
+    if result is None:
+        return []
+    plan = result.plan
+    lines = [
+        f"Scenarios (separation rows, {plan.seconds:g} s phases): "
+        + "; ".join(f"**{SCENARIOS[key].title}**: {SCENARIOS[key].layout}" for key in plan.scenarios)
+        + "."
+    ]
+    lines.append(
+        f"`defaults`: {SETTINGS.removeprefix('defaults: ')}; load: open loop, one request in {plan.list_every} "
+        "lists 100 workers, the others fetch one, each with a viewer token; the load generator at normal priority."
+    )
+    return lines
 
 
 def separation_details(result: SeparationResult) -> list[str]:
     plan = result.plan
     lines = [
-        f"Open-loop load for {plan.seconds:.0f} s per phase after {plan.warmup:.0f} s of warm-up, each mode's idle "
-        f"and jobs phases {plan.rounds} times (rounds; the table's figures are medians over them); one request in "
-        f"{plan.list_every} lists 100 workers, the others fetch one worker. Latency runs from each request's due "
-        "time. The API (or combined) process has CPU 0 to itself; everything else, PostgreSQL, Redis and the "
-        "machine's other services included, shares CPU 1, except the AWS emulator and the CML simulator: stand-ins "
-        "for remote hosts, they are background processes (a `cpu.idle` cgroup) and get CPU only "
-        "when nothing else wants it. The split-mode worker has the CPU weight its systemd unit and compose service "
-        "give it (`CPUWeight=20`, `cpu_shares: 204`: a fifth of the default). "
-        + "".join(f"This run: {reason}. " for reason in result.refused)
-        + "CPU is the mean over the phase, in percent of one core; `<process> wait` is the share of time the "
-        "process was ready to run but waited for its CPU (contention, not work); `other` is CPU used by anything "
-        "the benchmark did not start (other processes, the kernel's own work): high values mean a disturbed run.",
+        f"Open-loop load for {plan.seconds:.0f} s per phase after {plan.warmup:.0f} s of warm-up; per scenario and "
+        f"mode, the processes start, the jobs' first runs end, then a phase with the jobs on and one with all five "
+        f"off, {plan.rounds} times (rounds; the table's figures are medians over them). Latency runs from each "
+        "request's due time. " + " ".join(legend(result)),
         "",
-        "| mode | round | rate | jobs | p50 | p90 | p99 | max | errors | list p99 | get p99 | generator lag p99 | "
-        "connections | job runs | CPU by process |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "CPU is the mean over the phase, in percent of one core; `<process> wait` is the share of time the "
+        "process was ready to run but waited for a CPU (contention, not work); `other` is CPU used by anything "
+        "the benchmark did not start (other processes, the kernel's own work; the busiest are named under 'also "
+        "running'): high values mean a disturbed run. `up` is the supervisor of split mode in scenario (a).",
+        "",
+        *[f"- {note}" for note in result.notes],
+        "",
+        "| scenario | mode | round | rate | jobs | p50 | p90 | p99 | p99.9 | max | errors | list p99 | get p99 | "
+        "API CPU per request | generator lag p99 | connections | job runs | CPU by process | also running |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for p in result.phases:
         s = p.summary()
-        runs = ", ".join(f"{end - start:.1f}s {outcome}" for start, end, outcome in p.runs) or "-"
+        runs = (
+            ", ".join(
+                f"{run.job} {run.duration:.1f}s {run.outcome}{run.split}"
+                if run.duration is not None
+                else f"{run.job} running"
+                for run in p.runs
+            )
+            or "-"
+        )
         cpu = ", ".join(f"{name} {value:.0f}%" for name, value in p.cpu.items() if value >= 1)
+        others = ", ".join(f"{name} {used:.0f}%" for name, used in p.others[:4] if used >= 1) or "-"
+        per_request = p.api_ms_per_request()
         lines.append(
-            f"| {p.mode} | {p.round} | {p.rate}/s | {'on' if p.jobs else 'off'} | {ms(s.p50)} | {ms(s.p90)} | "
-            f"{ms(s.p99)} | {ms(s.max)} | {s.errors} | {ms(p.summary(0).p99)} | {ms(p.summary(1).p99)} | "
-            f"{ms(p.lag().p99)} | {p.peak_connections} | {runs} | {cpu} |"
+            f"| ({p.scenario}) | {p.mode} | {p.round} | {p.rate}/s | {'on' if p.jobs else 'off'} | {ms(s.p50)} | "
+            f"{ms(s.p90)} | {ms(s.p99)} | {ms(s.p999)} | {ms(s.max)} | {s.errors} | {ms(p.summary(0).p99)} | "
+            f"{ms(p.summary(1).p99)} | {f'{per_request:.3f} ms' if per_request else 'n/a'} | {ms(p.lag().p99)} | "
+            f"{p.peak_connections} | {runs} | {cpu} | {others} |"
         )
     return lines
 
@@ -157,6 +205,7 @@ def write(
     charts: list[Path],
     runtime: float,
     notes: list[str],
+    preamble: list[str],
 ) -> None:
     lines = [
         f"# {title}",
@@ -166,6 +215,7 @@ def write(
         "",
         "## Figures",
         "",
+        *[line for text in preamble for line in (text, "")],
         *table(figures),
         "",
     ]
@@ -178,7 +228,9 @@ def write(
     path.write_text("\n".join(lines))
 
 
-def update_page(page: Path, results: Path, figures: list[Figure], charts: list[Path]) -> bool:
+def update_page(
+    page: Path, results: Path, figures: list[Figure], charts: list[Path], preamble: list[str], busy: str
+) -> bool:
     """Replace what lies between the markers in `page` with the table (and charts) of this run, linked relative
     to the page; False when the page or its markers are missing."""
     if not page.exists():
@@ -191,8 +243,9 @@ def update_page(page: Path, results: Path, figures: list[Figure], charts: list[P
     def link(path: Path) -> str:
         return os.path.relpath(path, page.parent)
 
-    head = f"From [{results.name}]({link(results)}) ({cores()} cores)."
+    head = f"From [{results.name}]({link(results)}) ({cores()} cores{busy})."
     pictures = [f"![{chart.stem}]({link(chart)})" for chart in charts]
-    body = "\n".join([start, head, "", *table(figures), *(["", *pictures] if pictures else []), end])
+    intro = [line for text in preamble for line in (text, "")]
+    body = "\n".join([start, head, "", *intro, *table(figures), *(["", *pictures] if pictures else []), end])
     page.write_text(re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: body, text, flags=re.S))
     return True

@@ -101,7 +101,10 @@ class Emitter:
     def __init__(self, url: str, prefix: str) -> None:
         self.db = Database(load_settings(database_url=url, redis_url=REDIS))
         self.notifier = Notifier(REDIS, prefix)
-        self.db.on_commit = lambda info: self.notifier.publish(self.notifier.channel)
+        self.db.on_commit = self._nudge
+
+    async def _nudge(self, info: dict[str, Any]) -> None:
+        self.notifier.nudge(self.notifier.channel)
 
     async def emit(self, count: int, per_commit: int = 1) -> None:
         for start in range(0, count, per_commit):

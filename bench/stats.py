@@ -18,12 +18,14 @@ class Figure:
     target: str = ""
     met: bool | None = None  # None: no target, reported for context
     compared: str = ""
+    setting: str = ""  # the scenario and settings it was measured with
 
     def line(self) -> str:
         verdict = "" if self.met is None else ("meets" if self.met else "MISSES")
         target = f"; target {self.target}: {verdict}" if self.target else ""
         against = f" [vs {self.compared}]" if self.compared else ""
-        return f"{self.name}: {self.value}{target}{against} ({cores()} cores)"
+        setting = f"{self.setting}: " if self.setting else ""
+        return f"{setting}{self.name}: {self.value}{target}{against} ({cores()} cores)"
 
 
 def announce(figure: Figure) -> Figure:
@@ -39,6 +41,7 @@ class Summary:
     p50: float
     p90: float
     p99: float
+    p999: float
     max: float
 
     @classmethod
@@ -49,11 +52,12 @@ class Summary:
             p50=percentile(latencies_ms, 0.5),
             p90=percentile(latencies_ms, 0.9),
             p99=percentile(latencies_ms, 0.99),
+            p999=percentile(latencies_ms, 0.999),
             max=max(latencies_ms) if latencies_ms else math.nan,
         )
 
     def text(self) -> str:
-        return f"p50 {ms(self.p50)}, p90 {ms(self.p90)}, p99 {ms(self.p99)}, max {ms(self.max)}"
+        return f"p50 {ms(self.p50)}, p90 {ms(self.p90)}, p99 {ms(self.p99)}, p99.9 {ms(self.p999)}, max {ms(self.max)}"
 
 
 def ms(value: float) -> str:

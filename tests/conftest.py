@@ -22,7 +22,7 @@ from starlette.types import ASGIApp
 
 from cml_cloud_manager.apps.api import create_app
 from cml_cloud_manager.apps.worker import QuietServer
-from cml_cloud_manager.config import Role, Settings, load_settings
+from cml_cloud_manager.config import ProcessRole, Settings, load_settings
 from cml_cloud_manager.storage.db import Database
 from cml_cloud_manager.storage.migrate import migrate
 
@@ -104,10 +104,10 @@ async def db(settings: Settings) -> AsyncIterator[Database]:
     await database.dispose()
 
 
-async def serve_app(app: ASGIApp, port: int) -> tuple[uvicorn.Server, asyncio.Task[None]]:
+async def serve_app(app: ASGIApp, port: int, http: str = "auto") -> tuple[uvicorn.Server, asyncio.Task[None]]:
     """Serve an ASGI app with uvicorn on this event loop; returns once it accepts connections."""
     server = QuietServer(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="auto")
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="auto", http=http)
     )
     task = asyncio.create_task(server.serve())
     while not server.started:  # uvicorn offers a flag, not an event, for "listening"
@@ -121,7 +121,7 @@ async def serve_app(app: ASGIApp, port: int) -> tuple[uvicorn.Server, asyncio.Ta
 async def serve_api(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     """The API app served by uvicorn in this process on a loopback port (real HTTP, real streaming)."""
     port = free_port()
-    app = create_app(Role.API, settings)
+    app = create_app(ProcessRole.API, settings)
     server, task = await serve_app(app, port)
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:

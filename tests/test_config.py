@@ -3,7 +3,7 @@ import sys
 
 import pytest
 
-from cml_cloud_manager.config import Role, SettingsError, load_settings
+from cml_cloud_manager.config import ProcessRole, SettingsError, load_settings
 
 
 def test_defaults_are_local_and_safe(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -40,6 +40,6 @@ def test_cli_reports_bad_setting_without_traceback() -> None:
 
 
 def test_roles() -> None:
-    assert Role.API.serves_http and not Role.API.runs_jobs
-    assert Role.WORKER.runs_jobs and not Role.WORKER.serves_http
-    assert Role.ALL.runs_jobs and Role.ALL.serves_http
+    assert ProcessRole.API.serves_http and not ProcessRole.API.runs_jobs
+    assert ProcessRole.WORKER.runs_jobs and not ProcessRole.WORKER.serves_http
+    assert ProcessRole.ALL.runs_jobs and ProcessRole.ALL.serves_http

@@ -6,7 +6,7 @@ import asyncio
 
 from sqlalchemy import select
 
-from cml_cloud_manager.health.service import forget, keep_beating
+from cml_cloud_manager.jobs.processes import forget, keep_beating
 from cml_cloud_manager.stopping import finish
 from cml_cloud_manager.storage.db import Database
 from cml_cloud_manager.storage.models import ProcessRow

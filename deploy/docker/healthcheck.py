@@ -3,11 +3,16 @@
 
 It asks the process that is PID 1 of the container (the entrypoint `exec`s cml-cloud-manager) what it is:
 
-  api / all   GET http://127.0.0.1:<port>/api/health  -- healthy on 200 (`ok` or `degraded`: the API answers,
-              even with no worker alive); 503 means the database is down
-  worker      GET http://127.0.0.1:<health port>/health  -- 200 while running, 503 while stopping; a worker
-              started without --health-port has nothing to ask and counts as healthy
+  api / all   GET http://127.0.0.1:<port>/api/health/ready  -- healthy on 200 (`ok`, or `degraded`: Redis down
+              or no worker alive, and the API still serves); 503 means the database is down. It answers within
+              HEALTH_TIMEOUT_SECONDS whatever the database and Redis do.
+  worker      GET http://127.0.0.1:<health port>/health/ready  -- 200 while running, 503 while stopping or once
+              no heartbeat reached the database for LEASE_SECONDS; a worker started without --health-port has
+              nothing to ask and counts as healthy
   other       (migrate, token, a shell ...) healthy: nothing to probe
+
+Readiness, not liveness: compose starts nginx once the API can serve, and Docker restarts nothing on its own
+for "unhealthy". Kubernetes, which does, probes liveness separately (/api/health/live, /health/live).
 
 The ports come from PID 1's own arguments (--port, --health-port), else APP_PORT / WORKER_HEALTH_PORT.
 Standard library only; exit 0 = healthy, 1 = unhealthy.
@@ -41,9 +46,9 @@ def probe_url(cmdline: Sequence[str], env: Mapping[str, str]) -> str | None:
         return None
     if role == "worker":
         port = _option(cmdline, "--health-port")
-        return f"http://127.0.0.1:{port}/health" if port else None
+        return f"http://127.0.0.1:{port}/health/ready" if port else None
     port = _option(cmdline, "--port") or env.get("APP_PORT") or "8000"
-    return f"http://127.0.0.1:{port}/api/health"
+    return f"http://127.0.0.1:{port}/api/health/ready"
 
 
 def read_cmdline(pid: int = 1) -> list[str]:

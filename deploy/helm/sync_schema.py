@@ -14,7 +14,14 @@ from cml_cloud_manager.config import Settings
 
 SCHEMA = Path(__file__).parent / "cml-cloud-manager" / "values.schema.json"
 # Set by the chart's templates for the container they run in; not accepted in `settings`.
-CHART_MANAGED = {"WORKER_MODE", "APP_HOST", "APP_PORT", "WORKER_HEALTH_HOST", "AUTH_ADMIN_TOKEN_FILE"}
+CHART_MANAGED = {
+    "WORKER_MODE",
+    "APP_HOST",
+    "APP_PORT",
+    "WORKER_HEALTH_HOST",
+    "AUTH_ADMIN_TOKEN_FILE",
+    "FORWARDED_ALLOW_IPS",  # from `forwardedAllowIps`, required with the ingress
+}
 # Read by boto3/botocore, accepted as Secret-backed variables besides the settings.
 AWS_ENV = {
     "AWS_ACCESS_KEY_ID",

@@ -6,6 +6,7 @@ The README's settings table documents every field below by its environment name 
 from __future__ import annotations
 
 import enum
+import ipaddress
 import re
 from functools import cached_property
 from pathlib import Path
@@ -15,25 +16,25 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
-class Role(enum.StrEnum):
+class ProcessRole(enum.StrEnum):
     API = "api"
     WORKER = "worker"
     ALL = "all"
 
     @property
     def serves_http(self) -> bool:
-        return self in (Role.API, Role.ALL)
+        return self in (ProcessRole.API, ProcessRole.ALL)
 
     @property
     def runs_jobs(self) -> bool:
-        return self in (Role.WORKER, Role.ALL)
+        return self in (ProcessRole.WORKER, ProcessRole.ALL)
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
 
     # --- process -------------------------------------------------------------------------------------------
-    worker_mode: Role | None = None
+    worker_mode: ProcessRole | None = None
     app_host: str = "127.0.0.1"
     app_port: int = Field(8000, ge=1, le=65535)
     public_url: str = ""
@@ -41,14 +42,21 @@ class Settings(BaseSettings):
     log_file: Path | None = None
     access_log: bool = True
     shutdown_grace_seconds: float = Field(10.0, gt=0)
+    health_timeout_seconds: float = Field(0.5, gt=0)
 
     # --- access ---------------------------------------------------------------------------------------------
     auth_mode: Literal["token", "oidc", "none"] = "token"
     auth_tokens_file: Path | None = None
     auth_admin_token_file: Path = Path("var/admin-token")
     session_ttl_hours: float = Field(12, gt=0)
+    auth_cache_seconds: float = Field(10.0, ge=0)
+    session_encryption_keys: SecretStr = SecretStr("")
+    session_encryption_keys_file: Path = Path("var/session-keys")
     session_cookie_secure: Literal["auto", "true", "false"] = "auto"
     login_attempts_per_minute: int = Field(10, ge=1)
+    # Peers whose X-Forwarded-For/-Proto are believed (uvicorn reads the client address right to left, skipping
+    # these): only the reverse proxies, never "*", or any client could pick the address the login limit counts.
+    forwarded_allow_ips: Annotated[list[str], NoDecode] = ["127.0.0.1"]
     max_request_bytes: int = Field(1_048_576, ge=1024)
     oidc_issuer: str = ""
     oidc_discovery_url: str = ""
@@ -61,6 +69,7 @@ class Settings(BaseSettings):
     # --- storage -------------------------------------------------------------------------------------------
     database_url: str = "sqlite+aiosqlite:///./var/cml-cloud-manager.db"
     database_pool_size: int = Field(10, ge=1)
+    database_timeout_seconds: float = Field(10.0, gt=0)
     redis_url: str = ""
     redis_prefix: str = "cml-cloud-manager"
 
@@ -78,6 +87,8 @@ class Settings(BaseSettings):
     worker_heartbeat_seconds: float = Field(5.0, gt=0)
     worker_alive_seconds: float = Field(20.0, gt=0)
     worker_health_host: str = "127.0.0.1"
+    # The worker's CPU niceness: its jobs have seconds to spare, the API's requests do not (docs/adr/0006).
+    worker_nice: int = Field(10, ge=0, le=19)
     lease_seconds: float = Field(15.0, ge=1)
     command_poll_interval: float = Field(0.5, gt=0)
     command_max_attempts: int = Field(3, ge=1)
@@ -95,6 +106,7 @@ class Settings(BaseSettings):
     housekeeping_enabled: bool = True
     metrics_concurrency: int = Field(50, ge=1)
     metrics_change_threshold: float = Field(5.0, ge=0)
+    state_follow_timeout_seconds: float = Field(900, gt=0)
 
     # --- AWS -----------------------------------------------------------------------------------------------
     aws_regions: Annotated[list[str], NoDecode] = ["us-east-1"]
@@ -139,6 +151,29 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
+    @field_validator("forwarded_allow_ips", mode="before")
+    @classmethod
+    def _proxy_addresses(cls, value: object) -> object:
+        entries = [part.strip() for part in value.split(",") if part.strip()] if isinstance(value, str) else value
+        if not isinstance(entries, list):
+            return entries
+        for entry in entries:
+            if entry == "*":
+                raise ValueError(
+                    "'*' trusts X-Forwarded-For from every peer, so any client could choose the address it is "
+                    "known by; list the reverse proxies' addresses or networks (e.g. 10.0.0.5,10.1.0.0/16)"
+                )
+            try:
+                network = ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or network (e.g. 10.0.0.5 or 10.1.0.0/16)") from None
+            if network.prefixlen == 0:
+                raise ValueError(
+                    f"{entry!r} is every address, like '*': list the reverse proxies' addresses or networks "
+                    "(e.g. 10.0.0.5,10.1.0.0/16)"
+                )
+        return entries
+
     @field_validator("cml_url_template")
     @classmethod
     def _template_fields(cls, value: str) -> str:
@@ -167,6 +202,13 @@ class Settings(BaseSettings):
 
     def job_enabled(self, name: str) -> bool:
         return bool(getattr(self, name.replace("-", "_") + "_enabled"))
+
+    @field_validator("session_encryption_keys")
+    @classmethod
+    def _fernet_keys(cls, value: SecretStr) -> SecretStr:
+        if value.get_secret_value():
+            parse_fernet_keys(value.get_secret_value())
+        return value
 
     @field_validator("redis_url")
     @classmethod
@@ -200,6 +242,24 @@ class Settings(BaseSettings):
             "idle-detection": self.idle_detection_interval,
             "housekeeping": self.housekeeping_interval,
         }
+
+
+def parse_fernet_keys(text: str) -> list[str]:
+    """Keys separated by commas or line breaks, first one first; each must be a Fernet key."""
+    from cryptography.fernet import Fernet  # imported here: most processes never read a key
+
+    keys = [part.strip() for part in re.split(r"[,\s]+", text) if part.strip()]
+    if not keys:
+        raise ValueError("no key given")
+    for number, key in enumerate(keys, 1):
+        try:
+            Fernet(key)
+        except ValueError:
+            raise ValueError(
+                f"key {number} is not a Fernet key (32 url-safe base64-encoded bytes); make one with "
+                '`python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"`'
+            ) from None
+    return keys
 
 
 class SettingsError(Exception):

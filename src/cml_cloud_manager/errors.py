@@ -13,6 +13,12 @@ class AppError(Exception):
         super().__init__(message)
         self.message = message
         self.detail = detail
+        self.headers: dict[str, str] = {}
+
+
+def one_of(words: list[str]) -> str:
+    """["a", "b", "c"] → "a, b or c", for messages people read."""
+    return " or ".join([", ".join(words[:-1]), words[-1]]) if len(words) > 1 else "".join(words)
 
 
 class NotFound(AppError):
@@ -46,3 +52,14 @@ class UpstreamError(AppError):
 
     status_code = 502
     code = "upstream_error"
+
+
+class TooManyRequests(AppError):
+    """Asked again too soon; `Retry-After` says when it will be accepted."""
+
+    status_code = 429
+    code = "too_many_requests"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message, retry_after_seconds=retry_after)
+        self.headers["Retry-After"] = str(retry_after)

@@ -32,6 +32,10 @@ class Provider:
     codes: dict[str, dict[str, Any]] = field(default_factory=dict)
     token_requests: int = 0
     expires_in: int = 300
+    # Answer refresh requests with this status instead (400: refused, e.g. the user was disabled; 5xx: down).
+    refresh_status: int | None = None
+    # Every token answer given, newest last.
+    issued: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def issuer(self) -> str:
@@ -95,18 +99,22 @@ class Provider:
                     return JSONResponse({"error": "invalid_grant"}, status_code=400)
                 nonce = pending["nonce"]
             elif form.get("grant_type") == "refresh_token":
+                if self.refresh_status is not None:
+                    return JSONResponse({"error": "invalid_grant"}, status_code=self.refresh_status)
+                if form.get("refresh_token") not in {answer["refresh_token"] for answer in self.issued}:
+                    return JSONResponse({"error": "invalid_grant"}, status_code=400)
                 nonce = None
             else:
                 return JSONResponse({"error": "unsupported_grant_type"}, status_code=400)
-            return JSONResponse(
-                {
-                    "access_token": self.sign(self.claims()),
-                    "id_token": self.sign(self.claims(nonce=nonce)),
-                    "refresh_token": secrets.token_urlsafe(16),
-                    "expires_in": self.expires_in,
-                    "token_type": "Bearer",
-                }
-            )
+            answer = {
+                "access_token": self.sign(self.claims()),
+                "id_token": self.sign(self.claims(nonce=nonce)),
+                "refresh_token": secrets.token_urlsafe(16),
+                "expires_in": self.expires_in,
+                "token_type": "Bearer",
+            }
+            self.issued.append(answer)
+            return JSONResponse(answer)
 
         base = "/realms/cml"
         return Starlette(

@@ -13,8 +13,7 @@ from cml_cloud_manager.apps.api import create_app
 from cml_cloud_manager.auth import tokens
 from cml_cloud_manager.auth.roles import Role
 from cml_cloud_manager.auth.table import PUBLIC, markdown, role_table
-from cml_cloud_manager.config import Role as ProcessRole
-from cml_cloud_manager.config import Settings
+from cml_cloud_manager.config import ProcessRole, Settings
 from cml_cloud_manager.storage.db import Database
 
 from ..conftest import make_settings, serve_api
@@ -53,7 +52,7 @@ def test_every_route_declares_a_role_and_the_docs_table_is_current() -> None:
     app = create_app(ProcessRole.API, make_settings("sqlite+aiosqlite:///:memory:"))
     undeclared = [(method, path) for method, path, role in role_table(app) if role is None]
     assert undeclared == []
-    assert DOCS.read_text() == markdown(app), "docs/access.md is stale: python -m cml_cloud_manager.auth.table"
+    assert DOCS.read_text() == markdown(app), "docs/access.md is stale: python -m cml_cloud_manager.apps.access_page"
 
 
 async def test_first_start_generates_a_private_admin_token(
@@ -75,6 +74,7 @@ async def test_every_endpoint_for_every_role(token_api: httpx.AsyncClient, role_
     for method, path, required in role_table(app):
         if required == PUBLIC or path == "/api/events/stream":
             continue
+        assert required is not None, f"{method} {path} declares no role"
         url = path.replace("{", "").replace("}", "")  # ids that exist nowhere: allowed calls answer 404/4xx
         for role, token in role_tokens.items():
             response = await token_api.request(method, url, headers={"Authorization": f"Bearer {token}"}, json={})

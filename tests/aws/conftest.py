@@ -1,6 +1,7 @@
 """Fixtures for the AWS adapter tests.
 
-- `moto_url`: a real moto server process, one per test session (per xdist worker), found ready by polling.
+- `moto_url`: a real moto server process (the sandbox's AWS emulator: moto plus the EC2 calls it lacks), one per
+  test session (per xdist worker), found ready by polling.
 - `clients`: an `AwsClients` pointed at it; moto's state is reset before each test that uses it.
 - `ec2_stub`: a tiny EC2 endpoint on loopback that answers scripted errors (throttling, AuthFailure...) so
   botocore's real retry and error machinery can be exercised where moto cannot (it never throttles).
@@ -68,7 +69,7 @@ def moto_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     # A file, not a pipe: the server logs every request and would block once a pipe buffer filled up.
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            [sys.executable, "-m", "cml_cloud_manager.sandbox.aws_emulator", "-H", "127.0.0.1", "-p", str(port)],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,

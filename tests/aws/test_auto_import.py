@@ -6,8 +6,8 @@ from collections.abc import Awaitable, Callable
 
 from cml_cloud_manager.aws.session import AwsClients
 from cml_cloud_manager.config import Settings
-from cml_cloud_manager.integrations import CMLPool, Integrations
 from cml_cloud_manager.jobs.context import Context
+from cml_cloud_manager.jobs.integrations import CMLPool, Integrations
 from cml_cloud_manager.storage.db import Database
 from cml_cloud_manager.workers import service
 from cml_cloud_manager.workers.domain import WorkerStatus
@@ -45,4 +45,4 @@ async def test_an_instance_being_created_is_left_to_its_create_command(
     async with db.session(write=False) as session:
         assert await service.by_instance(session, launched) is None
         imported = await service.by_instance(session, other)
-    assert imported is not None and result["imported"] == [imported.id]
+    assert imported is not None and result.imported == [imported.id]

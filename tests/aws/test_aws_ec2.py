@@ -8,7 +8,7 @@ from datetime import UTC
 import pytest
 
 from cml_cloud_manager.aws import ec2
-from cml_cloud_manager.aws.errors import InstanceNotFound
+from cml_cloud_manager.aws.errors import InstanceNotFound, InstanceStateConflict
 from cml_cloud_manager.aws.session import AwsClients
 from cml_cloud_manager.aws.types import CheckStatus, InstanceState
 
@@ -227,31 +227,48 @@ async def test_create_and_delete_tags(clients: AwsClients, register_ami: Registe
         assert instance.name == "w"
 
 
-async def test_monitor_instances_enables_detailed_monitoring(
-    ec2_stub: Ec2Stub, stub_clients: Callable[..., AwsClients], monkeypatch: pytest.MonkeyPatch
+async def test_detailed_monitoring_turns_on_and_off(
+    clients: AwsClients,
+    register_ami: RegisterAmi,
+    launch: Launch,
+    count_calls: Callable[[str, str], list[int]],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # moto's server does not implement MonitorInstances: the loopback stub plays EC2 for this one.
     monkeypatch.setattr(ec2, "ACTION_IDS_PER_CALL", 2)
-    ids = ["i-00000000000000001", "i-00000000000000002", "i-00000000000000003"]
-    ec2_stub.answer(monitor_answer(ids[:2], "pending"))
-    ec2_stub.answer(monitor_answer(ids[2:], "enabled"))
+    ids = await launch(await register_ami(), count=3)
+    monitor_calls, unmonitor_calls = count_calls("ec2", "MonitorInstances"), count_calls("ec2", "UnmonitorInstances")
 
-    states = await ec2.monitor_instances(stub_clients(), REGION, ids)
+    # EC2 answers with the state the change is in; DescribeInstances then shows where it ends.
+    assert await ec2.set_monitoring(clients, REGION, [*ids, ids[0]], enabled=True) == dict.fromkeys(ids, "pending")
+    assert {i.monitoring_state for i in await ec2.describe_instances(clients, REGION, instance_ids=ids)} == {"enabled"}
+    assert await ec2.set_monitoring(clients, REGION, ids[:1], enabled=False) == {ids[0]: "disabling"}
 
-    assert states == {ids[0]: "pending", ids[1]: "pending", ids[2]: "enabled"}
-    assert len(ec2_stub.bodies) == 2
-    assert all("Action=MonitorInstances" in body for body in ec2_stub.bodies)
-    assert sorted(iid for body in ec2_stub.bodies for iid in ids if iid in body) == ids
+    described = {i.id: i for i in await ec2.describe_instances(clients, REGION, instance_ids=ids)}
+    assert [described[i].monitoring_state for i in ids] == ["disabled", "enabled", "enabled"]
+    assert not described[ids[0]].detailed_monitoring and described[ids[1]].detailed_monitoring
+    assert (len(monitor_calls), len(unmonitor_calls)) == (2, 1)  # three ids, two per call, duplicates dropped
 
 
-def monitor_answer(ids: list[str], state: str) -> str:
-    items = "".join(
-        f"<item><instanceId>{iid}</instanceId><monitoring><state>{state}</state></monitoring></item>" for iid in ids
+async def test_monitoring_an_unknown_instance_names_it(clients: AwsClients) -> None:
+    with pytest.raises(InstanceNotFound, match="i-0123456789abcdef0"):
+        await ec2.set_monitoring(clients, REGION, ["i-0123456789abcdef0"], enabled=False)
+
+
+async def test_a_monitoring_refusal_names_the_instance_and_the_aws_reason(
+    ec2_stub: Ec2Stub, stub_clients: Callable[..., AwsClients]
+) -> None:
+    # What real EC2 may answer and the emulator never does: the loopback stub plays EC2 for it.
+    reason = "Detailed monitoring is not supported for instances in this state."
+    ec2_stub.fail(1, "UnsupportedOperation", status=400, message=reason)
+
+    with pytest.raises(InstanceStateConflict) as refused:
+        await ec2.set_monitoring(stub_clients(), REGION, ["i-00000000000000001"], enabled=True)
+
+    assert refused.value.message == (
+        f"Could not enable detailed monitoring of i-00000000000000001: MonitorInstances in {REGION}: {reason}"
     )
-    return (
-        '<MonitorInstancesResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/">'
-        f"<requestId>stub</requestId><instancesSet>{items}</instancesSet></MonitorInstancesResponse>"
-    )
+    assert refused.value.aws_code == "UnsupportedOperation" and refused.value.status_code == 409
+    assert "Action=MonitorInstances" in ec2_stub.bodies[0]
 
 
 async def test_launch_with_detailed_monitoring_shows_enabled(

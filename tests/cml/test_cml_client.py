@@ -17,7 +17,7 @@ from cml_cloud_manager.cml import (
     clear_token_cache,
 )
 from cml_cloud_manager.cml.simulator import Simulator
-from cml_cloud_manager.cml.simulator_state import ADMIN_ID, SimLicense
+from cml_cloud_manager.cml.simulator.state import ADMIN_ID, SimLicense
 
 TWO_ROUTERS = """
 lab:

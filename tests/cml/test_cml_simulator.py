@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import jsonschema
 import pytest
 
 from cml_cloud_manager.cml import CMLClient, CMLUnreachable, LicenseStatus
 from cml_cloud_manager.cml.simulator import RunningSimulator, Simulator
-from cml_cloud_manager.cml.simulator_payloads import system_stats
-from cml_cloud_manager.cml.simulator_state import ADMIN_ID, SimHost
+from cml_cloud_manager.cml.simulator.payloads import system_stats
+from cml_cloud_manager.cml.simulator.state import ADMIN_ID, SimHost
 
 SPEC = json.loads((Path(__file__).with_name("cml-2.9-openapi-subset.json")).read_text())
 TOPOLOGY = """
@@ -96,11 +97,15 @@ def test_system_stats_drift_over_time() -> None:
 
 
 def assert_matches_spec(path: str, method: str, status: int, body: Any) -> None:
-    jsonschema = pytest.importorskip("jsonschema")
     response = SPEC["paths"][path][method.lower()]["responses"][str(status)]
-    schema = {**response["content"]["application/json"]["schema"], "components": SPEC["components"]}
-    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(body), key=str)
-    assert not errors, f"{method} {path} -> {status} breaks the CML schema:\n" + "\n".join(
+    assert_matches_schema(response["content"]["application/json"]["schema"], body, f"{method} {path} -> {status}")
+
+
+def assert_matches_schema(schema: dict[str, Any], body: Any, what: str) -> None:
+    errors = sorted(
+        jsonschema.Draft202012Validator({**schema, "components": SPEC["components"]}).iter_errors(body), key=str
+    )
+    assert not errors, f"{what} breaks the CML schema:\n" + "\n".join(
         f"- {'/'.join(map(str, e.absolute_path))}: {e.message}" for e in errors[:10]
     )
 
@@ -141,8 +146,12 @@ async def test_every_endpoint_answers_in_the_cml_schema(served: RunningSimulator
             await check("GET", f"{lab}/lab_element_state", 200, f"/labs/{lab_id}/lab_element_state")
             await check("GET", f"{lab}/nodes", 200, f"/labs/{lab_id}/nodes")
             await check("GET", f"{lab}/nodes", 200, f"/labs/{lab_id}/nodes", params={"data": "true"})
-        body = {"label": "n9", "node_definition": "iosv", "x": 1, "y": 2}
-        await check("POST", "/labs/{lab_id}/nodes", 200, f"/labs/{created['id']}/nodes", json=body)
+        body = {"label": "n9", "node_definition": "iosv", "x": 1, "y": 2, "ram": 1024, "tags": ["core"]}
+        node = await check("POST", "/labs/{lab_id}/nodes", 200, f"/labs/{created['id']}/nodes", json=body)
+        # The single node answers in the Node schema too (its path is not in the subset, its schema is).
+        single = (await http.get(f"/labs/{created['id']}/nodes/{node['id']}")).json()
+        assert_matches_schema({"$ref": "#/components/schemas/Node"}, single, "GET /labs/{lab_id}/nodes/{node_id}")
+        assert (single["ram"], single["tags"], single["state"]) == (1024, ["core"], "DEFINED_ON_CORE")
         await check("PATCH", "/labs/{lab_id}", 200, f"/labs/{created['id']}", json={"title": "Renamed"})
         await http.put(f"/labs/{imported['id']}/start")
         await check("GET", "/telemetry/events", 200)
@@ -184,9 +193,17 @@ async def test_control_api_drives_a_host_over_http(served: RunningSimulator, hos
         httpx.AsyncClient() as http,
         CMLClient(served.base_url(host_key), served.sim.username, served.sim.password) as cml,
     ):
-        config = await http.patch(f"{control}/config", json={"slow_seconds": 0.01, "unreachable": False})
-        assert config.json() == {"slow_seconds": 0.01, "unreachable": False, "reject_credentials": False}
+        config = await http.patch(
+            f"{control}/config", json={"slow_seconds": 0.01, "unreachable": False, "settle_seconds": 2.5}
+        )
+        assert config.json() == {
+            "slow_seconds": 0.01,
+            "unreachable": False,
+            "reject_credentials": False,
+            "settle_seconds": 2.5,
+        }
         assert served.sim.host(host_key).config.slow_seconds == 0.01
+        assert served.sim.host(host_key).config.settle_seconds == 2.5
         bad = await http.patch(f"{control}/config", json={"colour": "red"})
         assert bad.status_code == 422
 
@@ -272,7 +289,8 @@ async def test_run_simulator_prints_hosts_and_serves_them(
     root = f"http://127.0.0.1:{port}"
     assert lines[0].startswith(f"CML simulator on {root}")
     base_url = f"{root}/hosts/alpha"
-    assert lines[1] == f"alpha: base_url={base_url} username=labadmin password=lab-pass"
+    # The trailing slash keeps the host path when a client joins "api/v0/" onto it, as virl2-client does.
+    assert lines[1] == f"alpha: base_url={base_url}/ username=labadmin password=lab-pass"
     assert lines[2].startswith("beta: ")
     async with CMLClient(base_url, "labadmin", "lab-pass", timeout=2.0) as cml:
         for _ in range(500):  # the banner is printed before uvicorn binds, so wait until it answers

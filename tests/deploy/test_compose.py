@@ -3,6 +3,7 @@ Prometheus, Grafana and Keycloak files it mounts."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from pathlib import Path
@@ -121,6 +122,21 @@ def test_interpolation_variables_are_documented() -> None:
     docs = (REPO / "docs" / "deployment.md").read_text()
     missing = sorted(name for name in names if f"`{name}`" not in docs)
     assert not missing, f"docs/deployment.md does not describe {missing}"
+
+
+def test_forwarded_headers_are_believed_from_nginx_alone(base: dict[str, Any]) -> None:
+    """The API takes X-Forwarded-For/-Proto from its proxy's fixed address and no other peer (not "*")."""
+    for env, expected in (({}, "172.30.253.10"), ({"NGINX_ADDRESS": "10.9.8.7", "STACK_SUBNET": "10.9.8.0/24"}, "")):
+        config = compose_config(env=env) if env else base
+        nginx = config["services"]["nginx"]["networks"]["default"]["ipv4_address"]
+        subnet = ipaddress.ip_network(config["networks"]["default"]["ipam"]["config"][0]["subnet"])
+        assert ipaddress.ip_address(nginx) in subnet
+        assert nginx == (expected or env["NGINX_ADDRESS"])
+        for name in APP_SERVICES:
+            assert config["services"][name]["environment"]["FORWARDED_ALLOW_IPS"] == nginx, name
+    for name, service in base["services"].items():
+        if name != "nginx":
+            assert "ipv4_address" not in str(service.get("networks", "")), f"{name} would take nginx's place"
 
 
 # --- Keycloak ------------------------------------------------------------------------------------------------

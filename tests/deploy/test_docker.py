@@ -273,11 +273,11 @@ SCRIPT = "/opt/cml-cloud-manager/bin/cml-cloud-manager"
 @pytest.mark.parametrize(
     ("cmdline", "env", "url"),
     [
-        ([PYTHON, SCRIPT, "api"], {"APP_PORT": "8000"}, "http://127.0.0.1:8000/api/health"),
-        ([PYTHON, SCRIPT, "api", "--port", "9000"], {"APP_PORT": "8000"}, "http://127.0.0.1:9000/api/health"),
-        ([PYTHON, SCRIPT, "all"], {}, "http://127.0.0.1:8000/api/health"),
-        ([PYTHON, SCRIPT, "worker", "--health-port", "8081"], {}, "http://127.0.0.1:8081/health"),
-        ([PYTHON, SCRIPT, "worker", "--health-port=8082"], {}, "http://127.0.0.1:8082/health"),
+        ([PYTHON, SCRIPT, "api"], {"APP_PORT": "8000"}, "http://127.0.0.1:8000/api/health/ready"),
+        ([PYTHON, SCRIPT, "api", "--port", "9000"], {"APP_PORT": "8000"}, "http://127.0.0.1:9000/api/health/ready"),
+        ([PYTHON, SCRIPT, "all"], {}, "http://127.0.0.1:8000/api/health/ready"),
+        ([PYTHON, SCRIPT, "worker", "--health-port", "8081"], {}, "http://127.0.0.1:8081/health/ready"),
+        ([PYTHON, SCRIPT, "worker", "--health-port=8082"], {}, "http://127.0.0.1:8082/health/ready"),
         ([PYTHON, SCRIPT, "worker"], {}, None),
         ([PYTHON, SCRIPT, "migrate"], {}, None),
         (["/bin/sh"], {}, None),
@@ -304,12 +304,12 @@ def test_healthcheck_reads_a_real_cmdline(healthcheck: ModuleType) -> None:
     finally:
         proc.communicate(b"", timeout=10)
     assert cmdline[-3:] == ["worker", "--health-port", "8099"]
-    assert healthcheck.probe_url(cmdline, {}) == "http://127.0.0.1:8099/health"
+    assert healthcheck.probe_url(cmdline, {}) == "http://127.0.0.1:8099/health/ready"
 
 
 class _Status(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
-        code = 200 if self.path in ("/api/health", "/health") else 503
+        code = 200 if self.path in ("/api/health/ready", "/health/ready") else 503
         self.send_response(code)
         self.end_headers()
         self.wfile.write(b"{}")
@@ -329,7 +329,7 @@ def status_server() -> Iterator[int]:
 
 
 def test_healthcheck_checks_the_status(healthcheck: ModuleType, status_server: int) -> None:
-    assert healthcheck.check(f"http://127.0.0.1:{status_server}/api/health")[0] is True
+    assert healthcheck.check(f"http://127.0.0.1:{status_server}/api/health/ready")[0] is True
     assert healthcheck.check(f"http://127.0.0.1:{status_server}/down")[0] is False
     server_gone = ThreadingHTTPServer(("127.0.0.1", 0), _Status)
     closed_port = server_gone.server_address[1]

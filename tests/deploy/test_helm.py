@@ -35,6 +35,7 @@ FULL_VALUES: dict[str, Any] = {
     },
     "worker": {"replicaCount": 3, "nodeSelector": {"kubernetes.io/os": "linux"}},
     "ingress": {"enabled": True, "tls": [{"secretName": "cml-tls", "hosts": ["cml-cloud-manager.example.com"]}]},
+    "forwardedAllowIps": "10.42.0.0/16",
     "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}}},
 }  # fmt: skip
 TOKEN_VALUES: dict[str, Any] = {
@@ -119,6 +120,10 @@ def _matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
     return all(labels.get(k) == v for k, v in selector.items())
 
 
+# Liveness never asks the database or Redis (an outage of either must not restart every replica at once).
+PROBES = {"startupProbe": "live", "readinessProbe": "ready", "livenessProbe": "live"}
+
+
 def test_api_deployment(rendered: tuple[str, list[dict[str, Any]]]) -> None:
     name, docs = rendered
     api = named(docs, "Deployment", "-api")
@@ -127,8 +132,8 @@ def test_api_deployment(rendered: tuple[str, list[dict[str, Any]]]) -> None:
     assert container["args"] == ["api"]
     (port,) = container["ports"]
     assert port["name"] == "http" and str(port["containerPort"]) == container_env(container)["APP_PORT"]
-    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-        assert container[probe]["httpGet"] == {"path": "/api/health", "port": "http"}, probe
+    for probe, path in PROBES.items():
+        assert container[probe]["httpGet"] == {"path": f"/api/health/{path}", "port": "http"}, probe
     hpa = by_kind(docs, "HorizontalPodAutoscaler")
     if name == "full":
         assert "replicas" not in api["spec"], "the HPA owns the replica count"
@@ -153,8 +158,8 @@ def test_worker_deployment(rendered: tuple[str, list[dict[str, Any]]]) -> None:
     assert container["args"][:2] == ["worker", "--health-port"]
     (port,) = container["ports"]
     assert port["name"] == "health" and str(port["containerPort"]) == container["args"][2]
-    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-        assert container[probe]["httpGet"] == {"path": "/health", "port": "health"}, probe
+    for probe, path in PROBES.items():
+        assert container[probe]["httpGet"] == {"path": f"/health/{path}", "port": "health"}, probe
     env = container_env(container)
     assert env["WORKER_MODE"] == "worker" and env["WORKER_HEALTH_HOST"] == "0.0.0.0"
     service = named(docs, "Service", "-worker")
@@ -235,6 +240,7 @@ def test_secrets_come_from_existing_secrets() -> None:
         "DATABASE_URL",
         "REDIS_URL",
         "OIDC_CLIENT_SECRET",
+        "SESSION_ENCRYPTION_KEYS",
         "CML_PASSWORD",
         "AWS_ACCESS_KEY_ID",
         "AWS_SECRET_ACCESS_KEY",
@@ -292,12 +298,26 @@ def test_service_monitors_scrape_both_roles() -> None:
         ({"settings": {"DATABASE_URL": "postgresql+asyncpg://x"}}, "both settings and secretEnv"),
         ({"existingSecret": ""}, "set existingSecret"),
         ({"authTokensSecret": {"name": "t"}, "settings": {"AUTH_TOKENS_FILE": "/x"}}, "AUTH_TOKENS_FILE"),
+        ({"ingress": {"enabled": True}}, "forwardedAllowIps: set it to the ingress controller"),
+        ({"forwardedAllowIps": "*"}, "forwardedAllowIps"),
+        ({"forwardedAllowIps": "ingress-nginx"}, "forwardedAllowIps"),
+        ({"settings": {"FORWARDED_ALLOW_IPS": "*"}}, "FORWARDED_ALLOW_IPS"),
     ],
 )
 def test_bad_values_are_refused(values: dict[str, Any], message: str) -> None:
     helm = helm_module()
     with pytest.raises(helm.HelmError, match=message):
         helm_render(values)
+
+
+@pytest.mark.parametrize("values_name", list(VALUE_SETS))
+def test_forwarded_headers_are_believed_from_the_ingress_alone(values_name: str) -> None:
+    values = VALUE_SETS[values_name]
+    for doc in helm_render(values):
+        if doc["kind"] in ("Deployment", "Job"):
+            for container in doc["spec"]["template"]["spec"]["containers"]:
+                trusted = container_env(container)["FORWARDED_ALLOW_IPS"]
+                assert trusted == values.get("forwardedAllowIps", ""), "empty (no peer) unless the values list some"
 
 
 def test_values_schema_knows_every_setting() -> None:

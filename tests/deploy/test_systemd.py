@@ -187,7 +187,7 @@ def test_install_creates_user_venv_migrates_then_starts(tmp_path: Path) -> None:
         "systemctl enable cml-api.service cml-worker.service",
         "systemctl restart cml-api.service cml-worker.service",
     ]
-    positions = []
+    positions: list[int] = []
     for want in expected:
         start = positions[-1] + 1 if positions else 0
         found = next((i for i in range(start, len(commands)) if commands[i].startswith(want)), None)

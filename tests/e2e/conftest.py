@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import asyncio
+import shutil
+import tempfile
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +20,7 @@ from cml_cloud_manager.storage.db import Database
 from cml_cloud_manager.storage.migrate import migrate
 
 from ..conftest import BACKEND, REDIS_URL, make_settings
+from .faults import Blackhole, PrivatePostgres, PrivateRedis, SilentListener
 from .processes import Proc, spawn, wait_ready
 
 pytestmark = pytest.mark.e2e
@@ -52,11 +56,11 @@ async def db_of(stack_env: dict[str, str]) -> AsyncIterator[Database]:
     await db.dispose()
 
 
-Start = Callable[..., "Proc"]
+Start = Callable[..., Awaitable["Proc"]]
 
 
 @pytest.fixture
-async def start(stack_env: dict[str, str], tmp_path: Path) -> AsyncIterator[Callable[..., object]]:
+async def start(stack_env: dict[str, str], tmp_path: Path) -> AsyncIterator[Start]:
     procs: list[Proc] = []
 
     async def _start(role: str, *args: str, **env: str) -> Proc:
@@ -69,6 +73,50 @@ async def start(stack_env: dict[str, str], tmp_path: Path) -> AsyncIterator[Call
     for proc in procs:
         if proc.popen.poll() is None:
             proc.stop()
+
+
+@pytest.fixture
+async def private_redis(tmp_path: Path) -> AsyncIterator[PrivateRedis]:
+    server = PrivateRedis(tmp_path)
+    server.start()
+    yield server
+    if server.proc is not None and server.proc.poll() is None:
+        server.kill()
+
+
+@pytest.fixture
+async def private_pg() -> AsyncIterator[PrivatePostgres]:
+    """A PostgreSQL cluster of the test's own, started; stopped and deleted afterwards."""
+    # Not under pytest's tmp_path: the `postgres` user must be able to reach the directory.
+    directory = Path(tempfile.mkdtemp(prefix="cmltest-pg-"))
+    server = PrivatePostgres(directory)
+    await asyncio.to_thread(server.init)
+    await asyncio.to_thread(server.start)
+    yield server
+    if server.running():
+        await asyncio.to_thread(server.stop)
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def blackhole() -> Iterator[Callable[[int], Blackhole]]:
+    """Makes TCP proxies to local ports that the test can switch to a blackhole; all closed afterwards."""
+    made: list[Blackhole] = []
+
+    def _make(upstream_port: int) -> Blackhole:
+        made.append(Blackhole(upstream_port))
+        return made[-1]
+
+    yield _make
+    for proxy in made:
+        proxy.close()
+
+
+@pytest.fixture
+def silent_redis() -> Iterator[SilentListener]:
+    listener = SilentListener()
+    yield listener
+    listener.close()
 
 
 @dataclass

@@ -37,7 +37,7 @@ async def fleet_ready(api: httpx.AsyncClient, stream: Stream, count: int) -> dic
         workers = (await api.get("/api/workers")).json()["items"]
         running = [w for w in workers if w["status"] == "running"]
         if len(workers) == count and running and all(w["service_status"] == "available" for w in running):
-            labs_known = [(await api.get(f"/api/workers/{w['id']}/labs")).json() for w in running]
+            labs_known = [(await api.get(f"/api/workers/{w['id']}/labs")).json()["items"] for w in running]
             if all(labs_known):
                 return {w["aws_instance_id"]: w for w in workers}
         await stream.until(lambda e: e.type.startswith(("worker.", "lab.")), timeout=30)
@@ -68,9 +68,9 @@ async def test_auto_import_brings_in_the_fleet_with_metrics_and_labs(fleet: Any,
         assert worker["cml_version"].startswith("2.")
         assert worker["cpu_percent"] is not None
         host = sandbox.sim("GET", f"/hosts/{worker['aws_instance_id']}")
-        labs = (await api.get(f"/api/workers/{worker['id']}/labs")).json()
+        labs = (await api.get(f"/api/workers/{worker['id']}/labs")).json()["items"]
         assert {lab["cml_lab_id"] for lab in labs} == {lab["id"] for lab in host["labs"]}
-    history = (await api.get(f"/api/workers/{running[0]['id']}/metrics")).json()
+    history = (await api.get(f"/api/workers/{running[0]['id']}/metrics")).json()["items"]
     assert history and history[-1]["cpu_percent"] is not None
 
 
@@ -78,28 +78,30 @@ async def test_stop_and_start_change_the_instance_in_ec2(fleet: Any, sandbox: Sa
     api, stream, workers = fleet
     worker = next(w for w in workers.values() if w["status"] == "running")
     done = await run_command(api, stream, "POST", f"/api/workers/{worker['id']}/stop")
-    assert done.type == "command.completed", done.data
+    assert done.type == "command.completed", done.data["data"]
     assert sandbox.state(worker["aws_instance_id"]) in ("stopping", "stopped")
-    assert (await api.get(f"/api/workers/{worker['id']}")).json()["manual_pauses"] == 1
-    await stream.until(lambda e: e.type == "worker.status.updated" and e.data["data"]["status"] == "stopped")
+    # The command followed the instance until it stopped: no waiting for the next worker-metrics run.
+    state = (await api.get(f"/api/workers/{worker['id']}")).json()
+    assert (state["status"], state["manual_pauses"]) == ("stopped", 1)
     done = await run_command(api, stream, "POST", f"/api/workers/{worker['id']}/start")
-    assert done.type == "command.completed", done.data
+    assert done.type == "command.completed", done.data["data"]
     assert sandbox.state(worker["aws_instance_id"]) in ("pending", "running")
+    assert (await api.get(f"/api/workers/{worker['id']}")).json()["status"] == "running"
 
 
 async def test_lab_operations_reach_the_cml_host(fleet: Any, sandbox: Sandbox) -> None:
     api, stream, workers = fleet
     worker = next(w for w in workers.values() if w["status"] == "running")
-    lab = (await api.get(f"/api/workers/{worker['id']}/labs")).json()[0]
+    lab = (await api.get(f"/api/workers/{worker['id']}/labs")).json()["items"][0]
     if lab["state"] == "STARTED":
         done = await run_command(api, stream, "POST", f"/api/workers/{worker['id']}/labs/{lab['id']}/stop")
-        assert done.type == "command.completed", done.data
+        assert done.type == "command.completed", done.data["data"]
     done = await run_command(api, stream, "POST", f"/api/workers/{worker['id']}/labs/{lab['id']}/start")
-    assert done.type == "command.completed", done.data
+    assert done.type == "command.completed", done.data["data"]
     host = sandbox.sim("GET", f"/hosts/{worker['aws_instance_id']}")
     assert next(item for item in host["labs"] if item["id"] == lab["cml_lab_id"])["state"] == "STARTED"
     refused = await api.post(f"/api/workers/{worker['id']}/labs/{lab['id']}/wipe")
-    assert refused.status_code == 409 and "while it is STARTED" in refused.json()["detail"]
+    assert refused.status_code == 409 and "while it is started" in refused.json()["detail"]
 
     download = await api.get(f"/api/workers/{worker['id']}/labs/{lab['id']}/download")
     assert download.status_code == 200 and "nodes:" in download.text
@@ -112,7 +114,7 @@ async def test_lab_operations_reach_the_cml_host(fleet: Any, sandbox: Sandbox) -
         content=download.text.encode(),
         headers={"content-type": "application/x-yaml"},
     )
-    assert done.type == "command.completed", done.data
+    assert done.type == "command.completed", done.data["data"]
     new_id = done.data["data"]["result"]["cml_lab_id"]
     host = sandbox.sim("GET", f"/hosts/{worker['aws_instance_id']}")
     assert any(item["id"] == new_id and item["title"] == "copy of the lab" for item in host["labs"])
@@ -123,7 +125,7 @@ async def test_license_registration_never_echoes_the_token(fleet: Any, sandbox: 
     worker = next(w for w in workers.values() if w["status"] == "running")
     if worker["license_status"] == "registered":
         done = await run_command(api, stream, "DELETE", f"/api/workers/{worker['id']}/license")
-        assert done.type == "command.completed", done.data
+        assert done.type == "command.completed", done.data["data"]
     token = "sandbox-token-0123456789"
     response = await api.post(f"/api/workers/{worker['id']}/license", json={"token": token})
     assert response.status_code == 202 and token not in response.text
@@ -148,7 +150,7 @@ async def test_rejected_credentials_and_slow_hosts_are_marked_others_still_updat
     seen: dict[str, str] = {}
 
     def both_marked(e: Event) -> bool:
-        if e.type == "worker.service.updated" and e.subject in expected:
+        if e.type == "worker.service.updated" and e.subject is not None and e.subject in expected:
             seen[e.subject] = e.data["data"]["changes"].get("service_status", seen.get(e.subject))
         return seen == expected
 
@@ -157,7 +159,7 @@ async def test_rejected_credentials_and_slow_hosts_are_marked_others_still_updat
     assert state["service_status"] == "error" and "credential" in state["service_reason"].lower()
     state = (await api.get(f"/api/workers/{slow['id']}")).json()
     assert state["service_status"] == "unavailable"
-    runs = (await api.get("/api/system/jobs/worker-metrics/runs", params={"limit": 3})).json()
+    runs = (await api.get("/api/system/jobs/worker-metrics/runs", params={"limit": 3})).json()["items"]
     assert runs[0]["outcome"] in ("success", "running")
     healthy = (await api.get(f"/api/workers/{running[2]['id']}")).json()
     assert healthy["service_status"] == "available"
@@ -253,7 +255,7 @@ async def test_resumed_worker_is_snoozed(fleet: Any, sandbox: Sandbox) -> None:
     api, stream, workers = fleet
     stopped = next(w for w in workers.values() if w["status"] == "stopped")
     done = await run_command(api, stream, "POST", f"/api/workers/{stopped['id']}/start")
-    assert done.type == "command.completed", done.data
+    assert done.type == "command.completed", done.data["data"]
     assert (await api.get(f"/api/workers/{stopped['id']}")).json()["last_resumed_at"] is not None
     settings = {"jobs.idle-detection.enabled": True, "jobs.idle-detection.interval_seconds": 2}
     await api.put("/api/system/settings", json={"values": settings})
@@ -274,5 +276,5 @@ async def test_labs_refresh_job_picks_up_changes_made_directly_in_cml(fleet: Any
         await stream.until(lambda e: e.type == "lab.created" and e.data["data"]["cml_lab_id"] == created.id, timeout=30)
     )[-1]
     assert event.subject == worker["id"] and event.data["data"]["title"] == "made outside the manager"
-    runs = (await api.get("/api/system/jobs/labs-refresh/runs", params={"limit": 3})).json()
+    runs = (await api.get("/api/system/jobs/labs-refresh/runs", params={"limit": 3})).json()["items"]
     assert any(run["outcome"] == "success" for run in runs)

@@ -3,16 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import glob
-import os
-import shutil
 import signal
-import subprocess
-import tempfile
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -25,60 +17,9 @@ from cml_cloud_manager.storage.models import JobRunRow
 from ..conftest import BACKEND, make_settings
 from ..sse import open_stream
 from .conftest import Sandbox
-from .processes import free_port
+from .faults import PrivatePostgres
 
 pytestmark = pytest.mark.e2e
-
-
-def _pg_bin(name: str) -> str:
-    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
-    if not found:
-        pytest.fail(f"PostgreSQL server binaries ({name}) are not installed")
-    return found[-1]
-
-
-class PrivatePostgres:
-    """A PostgreSQL cluster of this test's own, so it can be stopped and started without touching anyone else's."""
-
-    def __init__(self, directory: Path) -> None:
-        self.port = free_port()
-        self.data = directory / "pgdata"
-        self.directory = directory
-
-    def _run(self, *argv: str) -> None:
-        # PostgreSQL refuses to run as root; run it as the `postgres` user when we are root.
-        prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-        subprocess.run([*prefix, *argv], check=True, capture_output=True, timeout=120)
-
-    def init(self) -> None:
-        os.chmod(self.directory, 0o777)
-        self._run(_pg_bin("initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres")
-
-    def start(self) -> None:
-        options = f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1"
-        self._run(
-            _pg_bin("pg_ctl"), "-D", str(self.data), "-o", options, "-w", "-l", str(self.directory / "pg.log"), "start"
-        )
-
-    def stop(self) -> None:
-        self._run(_pg_bin("pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
-
-    @property
-    def url(self) -> str:
-        return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/postgres"
-
-
-@pytest.fixture
-async def private_pg() -> AsyncIterator[PrivatePostgres]:
-    # Not under pytest's tmp_path: the `postgres` user must be able to reach the directory.
-    directory = Path(tempfile.mkdtemp(prefix="cmltest-pg-"))
-    server = PrivatePostgres(directory)
-    await asyncio.to_thread(server.init)
-    await asyncio.to_thread(server.start)
-    yield server
-    with contextlib.suppress(subprocess.CalledProcessError):  # already stopped
-        await asyncio.to_thread(server.stop)
-    shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.mark.skipif(BACKEND != "postgres", reason="a PostgreSQL restart; the SQLite run has no server to restart")
@@ -101,6 +42,9 @@ async def test_database_restart_gives_503s_then_recovers(
         assert answered_in < 10, f"a request hung for {answered_in:.1f}s instead of failing fast"
         health = await client.get("/api/health")
         assert health.status_code == 503 and health.json()["components"]["database"] == "down"
+        # Not ready (take it out of the load balancer), but alive: restarting it would not bring the database back.
+        assert (await client.get("/api/health/ready")).status_code == 503
+        assert (await client.get("/api/health/live")).status_code == 200
         await asyncio.to_thread(private_pg.start)
         restarted = time.monotonic()
         while (await client.get("/api/workers")).status_code != 200:
@@ -129,7 +73,7 @@ async def test_shutdown_under_load_closes_500_streams_and_releases_a_running_job
 
     streams = await asyncio.gather(*(asyncio.open_connection("127.0.0.1", api.port) for _ in range(500)))
     for _, writer in streams:
-        writer.write(b"GET /api/events/stream HTTP/1.1\r\nHost: x\r\n\r\n")
+        writer.write(b"GET /api/events/stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
     await asyncio.gather(*(reader.readuntil(b"event: connected") for reader, _ in streams))
 
     code, took = await asyncio.to_thread(worker.stop, signal.SIGTERM)

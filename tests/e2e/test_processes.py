@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import signal
+from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -178,6 +180,71 @@ async def test_up_runs_both_and_fails_when_one_dies(start: Any, stack_env: dict[
     code = up.popen.wait(20)
     assert code != 0
     assert "worker exited unexpectedly" in up.output()
+
+
+def _stat(pid: int, task: int | None = None) -> list[str]:
+    """Fields of /proc/<pid>[/task/<tid>]/stat after the command name: [0] is field 3 (state)."""
+    path = f"/proc/{pid}/task/{task}/stat" if task is not None else f"/proc/{pid}/stat"
+    with open(path) as stat:
+        return stat.read().rsplit(")", 1)[1].split()
+
+
+def _niceness_of_threads(pid: int) -> set[int]:
+    import os
+
+    return {int(_stat(pid, int(tid))[16]) for tid in os.listdir(f"/proc/{pid}/task")}  # field 19: nice
+
+
+def _autogroups(pids: Iterable[int]) -> set[str] | None:
+    """The autogroup of each process (`/autogroup-N nice 0`), None where autogroups do not apply: a kernel
+    without them, or processes in a cgroup with its own CPU controller (the kernel then prints nothing)."""
+    if not Path("/proc/sys/kernel/sched_autogroup_enabled").exists():
+        return None
+    shown = [Path(f"/proc/{pid}/autogroup").read_text().split() for pid in pids]
+    if not all(shown):
+        return None
+    return {fields[0] for fields in shown}
+
+
+async def test_up_starts_the_worker_at_a_lower_cpu_priority(stack_env: dict[str, str], tmp_path: Any) -> None:
+    """WORKER_NICE (10 by default) on every thread of the worker, none on the API's, and both in one session
+    and autogroup, where a niceness weighs against the other process (in separate sessions it would not)."""
+    import os
+
+    from .processes import free_port, spawn, wait_ready
+
+    port = free_port()
+    up = spawn("up", {**stack_env, "APP_PORT": str(port)}, tmp_path)
+    up.port = port
+    try:
+        await wait_ready(up)
+        async with httpx.AsyncClient(base_url=up.url) as client:
+            for _ in range(100):
+                if (await client.get("/api/health")).json()["components"]["worker"]["alive"]:
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                raise AssertionError("worker never came alive under `up`")
+        pids = {
+            role: int(line.split("pid ")[1].rstrip(")"))
+            for line in up.output().splitlines()
+            for role in ("api", "worker")
+            if f"started {role} (pid" in line
+        }
+        started_at = os.getpriority(os.PRIO_PROCESS, up.popen.pid)  # what both children inherit from `up`
+        assert _niceness_of_threads(pids["worker"]) == {max(started_at, 10)}, up.output()[-2000:]
+        assert _niceness_of_threads(pids["api"]) == {started_at}
+        # stat field 6 is the session: `up`'s own, shared by both children; field 5, the process group, is not
+        # `up`'s (a terminal's Ctrl+C reaches `up` alone, which forwards one SIGTERM).
+        up_stat = _stat(up.popen.pid)
+        for pid in pids.values():
+            assert _stat(pid)[3] == up_stat[3]
+            assert _stat(pid)[2] != up_stat[2]
+        autogroups = _autogroups(pids.values())
+        assert autogroups is None or len(autogroups) == 1, autogroups
+    finally:
+        code, _ = up.stop(signal.SIGINT)
+    assert code == 0, up.output()[-2000:]
 
 
 async def test_up_sandbox_brings_up_a_fleet_by_itself(tmp_path: Any) -> None:

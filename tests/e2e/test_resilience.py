@@ -6,10 +6,7 @@ import itertools
 import os
 import signal
 import socket
-import subprocess
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,7 +19,7 @@ from cml_cloud_manager.storage.models import CommandRow, EventRow, JobRunRow
 
 from ..sse import Event, open_stream
 from .conftest import Sandbox
-from .processes import free_port
+from .faults import PrivateRedis
 
 pytestmark = pytest.mark.e2e
 
@@ -52,7 +49,10 @@ async def test_killed_worker_job_and_command_resume_elsewhere(
         response = await client.post(f"/api/workers/{target}/labs/refresh")
         assert response.status_code == 202, response.text
         accepted = response.json()
-        mine = lambda e: e.data["data"].get("command_id") == accepted["command_id"]  # noqa: E731
+
+        def mine(e: Event) -> bool:
+            return bool(e.data["data"].get("command_id") == accepted["command_id"])
+
         first = await stream.wait_for(lambda e: e.type == "command.started" and mine(e))
         victim = pid_of(first.data["data"]["claimed_by"])
         os.kill(victim, signal.SIGKILL)
@@ -97,60 +97,6 @@ async def test_killed_worker_job_and_command_resume_elsewhere(
         run = await session.get(JobRunRow, run_id)
     assert command is not None and (command.status, command.attempts) == ("succeeded", 2)
     assert run is not None and run.attempts == 2 and run.outcome == finished.data["data"]["outcome"]
-
-
-class PrivateRedis:
-    """A Redis server of this test's own, so it can be killed and restarted without touching anyone else's."""
-
-    def __init__(self, directory: Path) -> None:
-        self.port = free_port()
-        self.directory = directory
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.directory),
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.02)
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.kill()
-        self.proc.wait()
-
-
-@pytest.fixture
-async def private_redis(tmp_path: Path) -> AsyncIterator[PrivateRedis]:
-    server = PrivateRedis(tmp_path)
-    server.start()
-    yield server
-    if server.proc is not None and server.proc.poll() is None:
-        server.kill()
 
 
 async def test_redis_outage_loses_no_event(
@@ -200,7 +146,7 @@ async def test_stalled_client_is_dropped_others_unaffected(
     stalled = socket.socket()
     stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     stalled.connect(("127.0.0.1", api.port))
-    stalled.sendall(b"GET /api/events/stream HTTP/1.1\r\nHost: x\r\n\r\n")
+    stalled.sendall(b"GET /api/events/stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
     count = 1_000  # ~10 MB: more than the kernel buffers between the API and a client that never reads
     async with httpx.AsyncClient(base_url=api.url) as client, open_stream(api.url) as healthy:
         await healthy.next()
@@ -211,7 +157,11 @@ async def test_stalled_client_is_dropped_others_unaffected(
                 for i in range(start_at, start_at + 100):
                     await outbox.append(session, "test.bulk", {"i": i, "pad": "x" * 10_000})
             last = start_at + 99
-            bulk = await healthy.until(lambda e, last=last: e.type == "test.bulk" and e.data["data"]["i"] == last)
+
+            def step_done(e: Event, last: int = last) -> bool:
+                return e.type == "test.bulk" and e.data["data"]["i"] == last
+
+            bulk = await healthy.until(step_done)
             received += [e.data["data"]["i"] for e in bulk if e.type == "test.bulk"]
         metrics = (await client.get("/metrics")).text
         health = (await client.get("/api/health")).json()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 
 import httpx
 from sqlalchemy import delete
@@ -15,6 +14,7 @@ from cml_cloud_manager.storage.db import Database
 from cml_cloud_manager.storage.models import EventRow
 
 from ..conftest import make_settings, serve_api
+from ..sockets import describe, stalled_stream, wait_gone
 from ..sse import open_stream
 
 
@@ -112,19 +112,19 @@ async def test_client_that_stops_reading_is_cut_off_after_the_write_timeout(data
     sse_log.addHandler(cut_offs)
     sse_log.setLevel(logging.INFO)
     async with serve_api(settings) as api:
-        stalled = socket.socket()
-        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        stalled.connect(("127.0.0.1", api.base_url.port or 0))
-        reader, writer = await asyncio.open_connection(sock=stalled)
+        port = api.base_url.port or 0
+        stalled = await stalled_stream(port)  # it never reads again
+        client_port = stalled.getsockname()[1]
         try:
-            writer.write(b"GET /api/events/stream HTTP/1.1\r\nHost: x\r\n\r\n")
-            await asyncio.wait_for(reader.readuntil(b"event: snapshot"), 10)  # then it never reads again
             assert (await api.get("/api/health")).json()["components"]["sse_clients"] == 1
             async with db.session() as session:
                 for i in range(400):  # ~8 MB: more than the kernel buffers between the API and the client
                     await outbox.append(session, "test.bulk", {"i": i, "pad": "x" * 20_000})
             await asyncio.wait_for(cut_offs.seen.wait(), 10)
             assert (await api.get("/api/health")).json()["components"]["sse_clients"] == 0
+            # Cut off means the connection is gone, not waiting for the client to drain megabytes it never reads.
+            left = await wait_gone(port, {client_port})
+            assert not left, f"after the cut-off: {describe(left)}"
         finally:
             sse_log.removeHandler(cut_offs)
-            writer.close()
+            stalled.close()

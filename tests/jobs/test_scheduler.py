@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
-from typing import Any
 
 from sqlalchemy import select, update
 
 from cml_cloud_manager.config import Settings
-from cml_cloud_manager.integrations import build_integrations
-from cml_cloud_manager.jobs.context import Context, Job
+from cml_cloud_manager.jobs.context import Context, Job, Report
+from cml_cloud_manager.jobs.integrations import build_integrations
 from cml_cloud_manager.jobs.scheduler import Scheduler
 from cml_cloud_manager.storage.db import Database
 from cml_cloud_manager.storage.models import EventRow, JobRunRow
@@ -31,19 +30,19 @@ async def test_two_schedulers_run_each_tick_once(db: Database, settings: Setting
     done = asyncio.Event()
 
     def job_for(name: str) -> Job:
-        async def count(ctx: Context) -> dict[str, Any]:
+        async def count(ctx: Context) -> Report:
             calls.append(name)
             if len(calls) >= 4:
                 done.set()
-            return {"by": name}
+            return Report()
 
         return Job("housekeeping", count, "test")
 
     async with db.session() as session:
         await system_settings.update(session, {"jobs.housekeeping.interval_seconds": 1.0}, actor="test")
     stop = asyncio.Event()
-    a = Scheduler(context(db, settings, "a"), [job_for("a")])
-    b = Scheduler(context(db, settings, "b"), [job_for("b")])
+    a = Scheduler(context(db, settings, "a"), [job_for("a")], overrides=system_settings.get_all)
+    b = Scheduler(context(db, settings, "b"), [job_for("b")], overrides=system_settings.get_all)
     tasks = [asyncio.create_task(a.run(stop)), asyncio.create_task(b.run(stop))]
     await asyncio.wait_for(done.wait(), 15)
     stop.set()
@@ -59,11 +58,13 @@ async def test_two_schedulers_run_each_tick_once(db: Database, settings: Setting
 async def test_lapsed_claim_is_taken_over_and_rerun(db: Database, settings: Settings) -> None:
     ran = asyncio.Event()
 
-    async def job(ctx: Context) -> dict[str, Any]:
+    async def job(ctx: Context) -> Report:
         ran.set()
-        return {}
+        return Report()
 
-    dead = Scheduler(context(db, settings, "dead"), [Job("housekeeping", job, "test")])
+    dead = Scheduler(
+        context(db, settings, "dead"), [Job("housekeeping", job, "test")], overrides=system_settings.get_all
+    )
     async with db.session() as session:
         now = await db.now(session)
     tick = dead.plans["housekeeping"].tick(now)
@@ -74,7 +75,9 @@ async def test_lapsed_claim_is_taken_over_and_rerun(db: Database, settings: Sett
         await session.execute(
             update(JobRunRow).where(JobRunRow.id == run_id).values(lease_expires_at=now - timedelta(seconds=1))
         )
-    heir = Scheduler(context(db, settings, "heir"), [Job("housekeeping", job, "test")])
+    heir = Scheduler(
+        context(db, settings, "heir"), [Job("housekeeping", job, "test")], overrides=system_settings.get_all
+    )
     await heir.refresh_plans()
     await heir._take_over_lapsed()
     await asyncio.wait_for(ran.wait(), 5)
@@ -87,29 +90,33 @@ async def test_lapsed_claim_is_taken_over_and_rerun(db: Database, settings: Sett
 async def test_run_past_its_timeout_is_recorded_as_timeout(db: Database, settings: Settings) -> None:
     never = asyncio.Event()
 
-    async def hang(ctx: Context) -> dict[str, Any]:
+    async def hang(ctx: Context) -> Report:
         await never.wait()
-        return {}
+        return Report()
 
     async with db.session() as session:
         await system_settings.update(session, {"jobs.housekeeping.interval_seconds": 1.0}, actor="test")
-    scheduler = Scheduler(context(db, settings, "s"), [Job("housekeeping", hang, "test")])
+    scheduler = Scheduler(
+        context(db, settings, "s"), [Job("housekeeping", hang, "test")], overrides=system_settings.get_all
+    )
     await scheduler.refresh_plans()
     result = await scheduler.run_now("housekeeping")
-    assert result["outcome"] == "timeout"
-    assert "did not finish within 0.9s" in result["error"]
+    assert result.outcome == "timeout"
+    assert "did not finish within 0.9s" in result.error
     async with db.session(write=False) as session:
         event = (await session.scalars(select(EventRow).where(EventRow.type == "job.run.completed"))).one()
     assert event.data["outcome"] == "timeout"
 
 
 async def test_failure_is_recorded_with_its_reason(db: Database, settings: Settings) -> None:
-    async def boom(ctx: Context) -> dict[str, Any]:
+    async def boom(ctx: Context) -> Report:
         raise RuntimeError("CML host exploded")
 
-    scheduler = Scheduler(context(db, settings, "s"), [Job("housekeeping", boom, "test")])
+    scheduler = Scheduler(
+        context(db, settings, "s"), [Job("housekeeping", boom, "test")], overrides=system_settings.get_all
+    )
     result = await scheduler.run_now("housekeeping")
-    assert result["outcome"] == "failure"
+    assert result.outcome == "failure"
     [row] = await runs(db)
     assert row.error == "RuntimeError: CML host exploded"
 
@@ -117,12 +124,14 @@ async def test_failure_is_recorded_with_its_reason(db: Database, settings: Setti
 async def test_interrupted_run_releases_its_claim(db: Database, settings: Settings) -> None:
     started = asyncio.Event()
 
-    async def slow(ctx: Context) -> dict[str, Any]:
+    async def slow(ctx: Context) -> Report:
         started.set()
         await asyncio.Event().wait()
-        return {}
+        return Report()
 
-    scheduler = Scheduler(context(db, settings, "s"), [Job("housekeeping", slow, "test")])
+    scheduler = Scheduler(
+        context(db, settings, "s"), [Job("housekeeping", slow, "test")], overrides=system_settings.get_all
+    )
     run = asyncio.create_task(scheduler.run_now("housekeeping"))
     await started.wait()
     await scheduler.drain(0.1)

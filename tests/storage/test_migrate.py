@@ -35,7 +35,7 @@ async def test_outdated_schema_refuses_to_start(settings: Settings) -> None:
 
 async def test_migrations_build_the_schema_the_models_declare(db: Database) -> None:
     def differences(conn: Connection) -> list[object]:
-        return compare_metadata(MigrationContext.configure(conn), Base.metadata)
+        return list(compare_metadata(MigrationContext.configure(conn), Base.metadata))
 
     async with db.write_engine.connect() as conn:
         assert await conn.run_sync(differences) == []

@@ -132,7 +132,7 @@ async def _fleet_ready(stack: Stack, timeout: float = 90) -> None:
             workers = (await client.get("/api/workers")).raise_for_status().json()["items"]
             running = [w for w in workers if w["status"] == "running"]
             if len(workers) == FLEET_SIZE and running and all(w["service_status"] == "available" for w in running):
-                labs = [(await client.get(f"/api/workers/{w['id']}/labs")).json() for w in running]
+                labs = [(await client.get(f"/api/workers/{w['id']}/labs")).json()["items"] for w in running]
                 if all(labs):
                     return
             await asyncio.sleep(0.25)

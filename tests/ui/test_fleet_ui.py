@@ -6,8 +6,9 @@ import asyncio
 import re
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Literal
 
+import httpx
 import pytest
 from playwright.async_api import Locator, Page, expect
 from sqlalchemy import select
@@ -37,6 +38,14 @@ async def until(check: Callable[[], Awaitable[bool]], timeout: float = 30) -> No
 
 def toast(page: Page, text: str) -> Locator:
     return page.locator(".toast", has_text=text)
+
+
+def send(stack: Stack, method: str, path: str, body: Any) -> Any:
+    """An admin's API call with a body (what the UI would send), for setting a scene."""
+    headers = {"Authorization": f"Bearer {TOKENS['admin']}"}
+    response = httpx.request(method, f"{stack.url}{path}", json=body, headers=headers, timeout=10)
+    response.raise_for_status()
+    return response.json()
 
 
 async def test_the_fleet_appears_with_totals_filters_and_sorting(stack: Stack, page: Page) -> None:
@@ -113,9 +122,11 @@ async def test_a_lab_started_from_the_ui_starts_on_the_cml_host(stack: Stack, pa
         (w, lab)
         for w in stack.get("/api/workers")["items"]
         if w["name"].startswith("cml-lab-east") and w["status"] == "running"
-        for lab in stack.get(f"/api/workers/{w['id']}/labs")
+        for lab in stack.get(f"/api/workers/{w['id']}/labs")["items"]
         if lab["state"] in ("STOPPED", "DEFINED_ON_CORE")
     )
+    # CML deletes only a wiped lab: a stopped one offers Wipe, the other destructive action, instead.
+    destroy = "Delete" if lab["state"] == "DEFINED_ON_CORE" else "Wipe"
     await page.goto(f"{stack.url}/#/workers/{worker['id']}")
     await expect(page.get_by_role("heading", level=1)).to_have_text(worker["name"])
     await expect(page.get_by_text(worker["ami_id"])).to_be_visible()
@@ -124,14 +135,14 @@ async def test_a_lab_started_from_the_ui_starts_on_the_cml_host(stack: Stack, pa
     await expect(state).to_have_text(lab["state"])
 
     # A destructive action names its target, starts on Cancel, and does nothing until confirmed.
-    await row.get_by_role("button", name="Delete").click()
+    await row.get_by_role("button", name=destroy).click()
     dialog = page.get_by_role("dialog")
     await expect(dialog).to_contain_text(lab["title"])
-    await expect(dialog.get_by_role("button", name=f"Delete {lab['title']}")).to_be_visible()
+    await expect(dialog.get_by_role("button", name=f"{destroy} {lab['title']}")).to_be_visible()
     await expect(dialog.get_by_role("button", name="Cancel")).to_be_focused()
     await page.keyboard.press("Escape")
     await expect(dialog).to_have_count(0)
-    await expect(row.get_by_role("button", name="Delete")).to_be_focused()
+    await expect(row.get_by_role("button", name=destroy)).to_be_focused()
 
     await row.get_by_role("button", name="Start").click()
     await expect(toast(page, f"Start lab {lab['title']}: done")).to_be_visible()
@@ -239,9 +250,203 @@ async def test_jobs_page_runs_a_job_and_shows_the_worker_processes(stack: Stack,
     await row.get_by_role("button", name="Run now").click()
     await expect(toast(page, "Run housekeeping: done")).to_be_visible()
     await expect(row.locator('td[data-label="Last run"] .badge')).to_have_text("success")
-    process = stack.get("/api/health")["components"]["worker"]["processes"][0]["id"]
+    process = stack.get("/api/health/details")["components"]["worker"]["processes"][0]["id"]
     await expect(page.locator(".processes-table")).to_contain_text(process)
     await expect(page.locator("#banner")).to_be_hidden()
+
+
+async def test_jobs_page_shows_each_jobs_last_runs(stack: Stack, page: Page) -> None:
+    await page.goto(f"{stack.url}/#/jobs")
+    toggle = page.get_by_role("button", name="Last runs of housekeeping")
+    await expect(toggle).to_have_attribute("aria-expanded", "false")
+    # housekeeping is off in this stack: it runs only when asked, so its history grows only by our run.
+    before = len(stack.get("/api/system/jobs/housekeeping/runs?limit=10")["items"])
+    await toggle.click()
+    await expect(toggle).to_have_attribute("aria-expanded", "true")
+    history = page.locator("#runs-housekeeping")
+    runs = history.locator(".runs-table tbody tr")
+    if before:
+        await expect(runs).to_have_count(before)
+    else:
+        await expect(history).to_contain_text("housekeeping has not run yet.")
+
+    await page.locator('.jobs-table tr[data-name="housekeeping"]').get_by_role("button", name="Run now").click()
+    await expect(runs).to_have_count(min(before + 1, 10))
+    newest = runs.first
+    await expect(newest.locator('td[data-label="Outcome"] .badge')).to_have_text("success")
+    await expect(newest.locator('td[data-label="Trigger"]')).to_have_text("manual")
+    await expect(newest.locator('td[data-label="Duration"]')).to_have_text(re.compile(r"^\d+(\.\d)? ?(ms|s)$"))
+    run = stack.get("/api/system/jobs/housekeeping/runs?limit=1")["items"][0]
+    await expect(newest.locator('td[data-label="Started"] time')).to_have_attribute(
+        "datetime", re.compile("^" + re.escape(run["started_at"][:19]))
+    )
+    await expect(newest.locator('td[data-label="Summary"]')).to_contain_text(
+        f"events pruned: {run['summary']['events_pruned']}"
+    )
+    # Scheduled runs say so.
+    await page.get_by_role("button", name="Last runs of worker-metrics").click()
+    await expect(page.locator("#runs-worker-metrics .runs-table tbody tr").first).to_contain_text("schedule")
+
+    await toggle.click()
+    await expect(history).to_have_count(0)
+    await expect(toggle).to_have_attribute("aria-expanded", "false")
+
+
+async def room(page: Page, table: str, timeout: float = 30) -> int:
+    """Pixels the table could still grow (a longer id, a longer text) and fit its box; negative when part of it is
+    already cut off. Measured in one go, since live updates replace tables; a table that is not there at the
+    moment (no worker heartbeat seen on a busy machine, say) is waited for."""
+    deadline = time.monotonic() + timeout
+    while True:
+        needed = await page.evaluate(
+            """(selector) => {
+                const table = document.querySelector(selector);
+                if (!table) return null;
+                table.style.inlineSize = "min-content";
+                const needed = table.offsetWidth;
+                table.style.removeProperty("inline-size");
+                return table.closest(".table-wrap").clientWidth - needed;
+            }""",
+            table,
+        )
+        if needed is not None:
+            return int(needed)
+        assert time.monotonic() < deadline, f"no {table} on the page after {timeout}s"
+        await asyncio.sleep(0.2)
+
+
+async def page_overflow(page: Page) -> int:
+    return int(await page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth"))
+
+
+async def test_at_1440_px_the_fleet_table_fits(stack: Stack, page: Page) -> None:
+    await page.set_viewport_size({"width": 1440, "height": 900})
+    # The widest idle text: idle detection on, and a worker snoozed.
+    worker = worker_named(stack, "cml-training-1")
+    send(stack, "PUT", "/api/system/settings", {"values": {"jobs.idle-detection.enabled": True}})
+    try:
+        send(stack, "PUT", f"/api/workers/{worker['id']}/idle", {"snooze_minutes": 90})
+        await page.goto(stack.url)
+        idle = fleet_row(page, worker).locator('td[data-col="idle"]')
+        await expect(idle).to_contain_text("(snoozed)")
+        assert await room(page, "#fleet") >= 0
+        assert await page_overflow(page) == 0
+    finally:
+        send(stack, "PUT", "/api/system/settings", {"values": {"jobs.idle-detection.enabled": None}})
+
+
+async def test_at_1440_px_the_health_tables_fit(stack: Stack, page: Page) -> None:
+    await page.set_viewport_size({"width": 1440, "height": 900})
+    await page.goto(f"{stack.url}/#/jobs")
+    await expect(page.locator(".replicas-table tbody tr")).not_to_have_count(0)
+    await expect(page.locator(".processes-table tbody tr")).not_to_have_count(0)
+    # Room for process ids 20 characters longer than this machine's (a Kubernetes pod name is): the replicas
+    # table showed "LAST HEARTBEA" with the ids of a short host name.
+    assert await room(page, ".replicas-table") >= 160
+    assert await room(page, ".processes-table") >= 160
+    assert await room(page, ".jobs-table") >= 0
+    assert await page_overflow(page) == 0
+
+
+async def test_ids_stay_whole_with_a_copy_button(stack: Stack, page: Page) -> None:
+    await page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=stack.url)
+    await page.set_viewport_size({"width": 1440, "height": 900})
+    worker = worker_named(stack, "cml-lab-east-1")
+    await page.goto(f"{stack.url}/#/workers/{worker['id']}")
+    aws = page.get_by_role("region", name="AWS", exact=True)
+    ids = {
+        "Instance": worker["aws_instance_id"],
+        "AMI": worker["ami_id"],
+        "Subnet": worker["details"]["subnet_id"],
+        "VPC": worker["details"]["vpc_id"],
+    }
+    for term, value in ids.items():
+        await expect(aws.locator(f"dt:text-is('{term}') + dd .id-text")).to_have_text(value)
+    # Measured in one go: live updates re-render the panel, and a replaced element measures as nothing.
+    shapes = await page.evaluate(
+        """() => [...document.querySelectorAll("[aria-labelledby='panel-aws'] .id-text")].map((el) => {
+            const range = document.createRange();
+            range.selectNodeContents(el);
+            return [el.textContent, range.getClientRects().length, el.scrollWidth - el.clientWidth];
+        })"""
+    )
+    # One line box for each whole id (a break after "i-" makes two), and nothing cut off.
+    measured = {text: (lines, cut) for text, lines, cut in shapes}
+    assert {value: measured.get(value) for value in ids.values()} == {value: (1, 0) for value in ids.values()}
+
+    instance = worker["aws_instance_id"]
+    await aws.get_by_role("button", name=f"Copy instance id {instance}").click()
+    await expect(toast(page, "Copied")).to_contain_text(instance)
+    assert await page.evaluate("navigator.clipboard.readText()") == instance
+
+    await page.goto(stack.url)
+    await fleet_row(page, worker).get_by_role("button", name=f"Copy instance id {instance}").click()
+    await expect(toast(page, "Copied").last).to_contain_text(instance)
+
+
+def contrast(foreground: str, background: str, under: str) -> float:
+    """WCAG contrast of a text colour on a (possibly translucent) background laid over `under`."""
+
+    def channels(css: str) -> list[float]:
+        values = [float(v) for v in re.findall(r"[\d.]+", css)]
+        return values + [1.0] * (4 - len(values))
+
+    *top, alpha = channels(background)
+    base = channels(under)[:3]
+    mixed = [alpha * t + (1 - alpha) * b for t, b in zip(top, base, strict=True)]
+
+    def luminance(rgb: list[float]) -> float:
+        linear = [c / 255 / 12.92 if c / 255 <= 0.03928 else ((c / 255 + 0.055) / 1.055) ** 2.4 for c in rgb]
+        return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+    light, dark = sorted([luminance(channels(foreground)[:3]), luminance(mixed)], reverse=True)
+    return (light + 0.05) / (dark + 0.05)
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+async def test_the_theme_button_stays_legible_under_the_pointer(
+    stack: Stack, page: Page, scheme: Literal["light", "dark"]
+) -> None:
+    await page.emulate_media(color_scheme=scheme)
+    await page.goto(stack.url)
+    await expect(page.locator("#live")).to_have_text("Live")
+    theme = page.get_by_role("button", name=re.compile("^Theme"))
+    await theme.hover()
+    colours = await theme.evaluate(
+        "el => [getComputedStyle(el).color, getComputedStyle(el).backgroundColor,"
+        " getComputedStyle(el.closest('.topbar')).backgroundColor]"
+    )
+    assert contrast(*colours) >= 4.5, colours
+
+
+async def test_the_sign_in_page_says_where_the_first_token_is(stack: Stack, anonymous_page: Page) -> None:
+    await anonymous_page.goto(stack.url)
+    login = anonymous_page.locator(".login")
+    await expect(login.get_by_role("heading", name="Where do I get a token?")).to_be_visible()
+    await expect(login).to_contain_text("writes an admin token to var/admin-token")
+    await expect(login).to_contain_text("AUTH_ADMIN_TOKEN_FILE")
+    await expect(login).to_contain_text("cml-cloud-manager token create --name alice --role operator")
+
+
+async def test_cml_is_not_called_ready_while_it_does_not_answer(stack: Stack, page: Page) -> None:
+    worker = worker_named(stack, "cml-training-1")
+    await page.goto(f"{stack.url}/#/workers/{worker['id']}")
+    cml = page.get_by_role("region", name="CML", exact=True)
+    service = cml.locator("dt:text-is('Service') + dd .badge")
+    ready = cml.locator("dt:text-is('Ready') + dd")
+    await expect(service).to_have_text("available")
+    await expect(ready).to_have_text("yes")
+    host = f"/hosts/{worker['aws_instance_id']}/config"
+    stack.sim("PATCH", host, {"unreachable": True})
+    try:
+        await expect(service).to_have_text("unavailable")
+        await expect(ready).to_have_text("no")
+        assert stack.get(f"/api/workers/{worker['id']}")["cml_ready"] is False
+    finally:
+        stack.sim("PATCH", host, {"unreachable": False})
+    # Back once the host is asked again (a host that failed is left alone for 30 s first).
+    await expect(ready).to_have_text("yes", timeout=90_000)
+    await expect(service).to_have_text("available")
 
 
 ACTION_NAMES = re.compile(r"^(Start|Stop|Refresh|Terminate|Remove from fleet|New worker|Import|Run now|Delete|Wipe)$")
@@ -332,9 +537,13 @@ async def test_live_updates_survive_an_api_restart_without_losing_an_event(stack
     await stack.start_api()
     await expect(live).to_have_text("Live")
     await expect(page.get_by_text("EC2 stopped")).to_be_visible()
-    await expect(page.locator("#banner")).to_contain_text("no worker process is alive")
+    banner = page.locator("#banner")
+    await expect(banner).to_contain_text("no worker process is alive")
+    # Not "read-only": an action is accepted and waits, as the next step shows.
+    await expect(banner).not_to_contain_text("Read-only")
+    await expect(banner).to_contain_text("actions wait in the queue until a worker starts")
 
-    expected = [event["sequence"] for event in stack.get(f"/api/workers/{worker['id']}/events?limit=100")]
+    expected = [event["sequence"] for event in stack.get(f"/api/workers/{worker['id']}/events?limit=100")["items"]]
     await expect(page.locator(f'.timeline li[data-seq="{expected[0]}"]')).to_be_attached()
     shown = await page.locator(".timeline li").evaluate_all("items => items.map(li => Number(li.dataset.seq))")
     assert shown[: len(expected)] == expected

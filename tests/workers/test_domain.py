@@ -1,8 +1,9 @@
+import re
+
 import pytest
 
 from cml_cloud_manager.errors import IllegalTransition
-from cml_cloud_manager.labs.domain import check_lab_action
-from cml_cloud_manager.workers.domain import WorkerStatus, check_action, check_transition
+from cml_cloud_manager.workers.domain import ACTIONS, WorkerStatus, check_action, check_transition
 
 
 def test_observed_ec2_changes_are_legal() -> None:
@@ -31,8 +32,29 @@ def test_actions_name_the_worker_and_allowed_states() -> None:
     assert info.value.status_code == 409
 
 
-def test_lab_actions_follow_cml_rules() -> None:
-    assert check_lab_action("start", "STOPPED", title="lab") == "STARTED"
-    assert check_lab_action("delete", "DEFINED_ON_CORE", title="lab") is None
-    with pytest.raises(IllegalTransition, match="Cannot wipe lab 'lab' while it is STARTED"):
-        check_lab_action("wipe", "STARTED", title="lab")
+@pytest.mark.parametrize(
+    ("action", "current", "message"),
+    [
+        ("start", "running", "Cannot start worker 'w1' while it is running: it must be stopped."),
+        ("stop", "stopped", "Cannot stop worker 'w1' while it is stopped: it must be pending, starting or running."),
+        ("operate-labs", "stopped", "Cannot operate labs on worker 'w1' while it is stopped: it must be running."),
+        ("license", "pending", "Cannot change the license of worker 'w1' while it is pending: it must be running."),
+        # When nearly every status would do, the one it is in says enough.
+        ("terminate", "shutting-down", "Cannot terminate worker 'w1' while it is shutting down."),
+        ("refresh", "terminated", "Cannot refresh worker 'w1' while it is terminated."),
+        ("tags", "failed", "Cannot change the tags of worker 'w1' while it is failed."),
+        ("monitoring", "terminated", "Cannot change detailed monitoring of worker 'w1' while it is terminated."),
+    ],
+)
+def test_refused_actions_read_as_a_person_writes(action: str, current: str, message: str) -> None:
+    with pytest.raises(IllegalTransition) as info:
+        check_action(action, current, name="w1")
+    assert info.value.message == message
+
+
+@pytest.mark.parametrize("action", sorted(ACTIONS))
+def test_every_action_has_words_not_its_identifier(action: str) -> None:
+    refused_in = next(s for s in WorkerStatus if s not in ACTIONS[action])
+    with pytest.raises(IllegalTransition) as info:
+        check_action(action, refused_in, name="w1")
+    assert re.fullmatch(r"Cannot [a-z ]+ worker 'w1' while it is [a-z ]+(: it must be [a-z ,]+)?\.", info.value.message)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from sqlalchemy import select, update
 
 from cml_cloud_manager.config import Settings
-from cml_cloud_manager.integrations import build_integrations
 from cml_cloud_manager.jobs.context import Context
+from cml_cloud_manager.jobs.integrations import build_integrations
 from cml_cloud_manager.storage.db import Database
 from cml_cloud_manager.storage.models import WorkerRow
 from cml_cloud_manager.workers import service

@@ -6,8 +6,8 @@ import asyncio
 import logging
 import re
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
+from pydantic import Field
 from sqlalchemy import select
 
 from ..aws import ec2
@@ -16,10 +16,12 @@ from ..cml.types import TelemetryEvent
 from ..config import Settings
 from ..errors import AppError
 from ..events import outbox
-from ..jobs.context import Context
+from ..jobs.commands import enqueue
+from ..jobs.context import Context, Report
 from ..storage.models import WorkerRow
 from ..workers import service as workers
 from ..workers.domain import ServiceStatus, WorkerStatus
+from ..workers.schemas import FollowState
 
 log = logging.getLogger(__name__)
 
@@ -95,11 +97,21 @@ async def check_worker(ctx: Context, worker: WorkerRow, now: datetime, deadline:
             {"name": row.name, "idle_since": str(idle_since(row)), "auto_pauses": row.auto_pauses},
             worker_id=row.id,
         )
+        # Shown `stopped` when EC2 says so, not at the next worker-metrics run; the job itself does not wait.
+        await enqueue(session, FollowState(worker_id=row.id, goal=WorkerStatus.STOPPED), worker_id=row.id)
     log.info("idle-detection: stopped %s (idle since %s)", worker.name, idle_since(worker))
     return "stopped"
 
 
-async def idle_detection(ctx: Context) -> dict[str, Any]:
+class IdleRun(Report):
+    checked: int = Field(description="Running workers with CML available and idle detection on")
+    stopped: int
+    active: int
+    failed: int
+    stopped_ids: list[str]
+
+
+async def idle_detection(ctx: Context) -> IdleRun:
     async with ctx.db.session(write=False) as session:
         candidates = (
             await session.scalars(
@@ -125,4 +137,10 @@ async def idle_detection(ctx: Context) -> dict[str, Any]:
                 log.warning("idle-detection: %s: %s", worker.name, exc or "out of time")
 
     await asyncio.gather(*(one(worker) for worker in candidates))
-    return {"checked": len(candidates), **{k: len(v) for k, v in outcome.items()}, "stopped_ids": outcome["stopped"]}
+    return IdleRun(
+        checked=len(candidates),
+        stopped=len(outcome["stopped"]),
+        active=len(outcome["active"]),
+        failed=len(outcome["failed"]),
+        stopped_ids=outcome["stopped"],
+    )

@@ -16,25 +16,31 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
 from .. import __version__
+from ..auth import admin as tokens
+from ..auth import credentials
 from ..auth import endpoints as auth
-from ..auth.guard import PUBLIC, Authenticator
-from ..config import Role, Settings
+from ..auth.guard import PUBLIC, Authenticator, needs
+from ..auth.roles import Role
+from ..config import ProcessRole, Settings
 from ..events import sse
 from ..events.relay import Hub
 from ..health import endpoints as health
-from ..health import service as health_service
+from ..health.checks import HealthChecks
 from ..jobs import endpoints as commands
+from ..jobs import processes
 from ..labs import endpoints as labs
 from ..licensing import endpoints as licensing
 from ..stopping import finish
 from ..system import endpoints as system
+from ..web import problems
+from ..web.server_send import ServerSend
 from ..workers import endpoints as workers
+from ..workers import exclusions
 from ..workers.service import snapshot
-from . import problems
+from . import registry
 from .http_metrics import HttpMetrics
 from .runtime import open_runtime
 from .security import SecurityMiddleware
-from .server_send import ServerSend
 from .worker import WorkerRuntime, process_id
 
 log = logging.getLogger(__name__)
@@ -42,7 +48,7 @@ UI = Path(__file__).parent.parent / "ui"
 DEFAULT_GC_THRESHOLD = gc.get_threshold()
 
 
-def banner(settings: Settings, role: Role) -> str:
+def banner(settings: Settings, role: ProcessRole) -> str:
     base = settings.public_url or f"http://{settings.app_host}:{settings.app_port}"
     jobs = "ENABLED (combined mode: this process also runs the worker)" if role.runs_jobs else "DISABLED"
     return "\n".join(
@@ -76,26 +82,34 @@ def tune_gc() -> None:
     gc.set_threshold(50_000, 20, 10)
 
 
-def create_app(role: Role, settings: Settings) -> FastAPI:
+def create_app(role: ProcessRole, settings: Settings) -> FastAPI:
     if not role.serves_http:
         raise ValueError(f"role {role} serves no HTTP; use apps.worker.serve_worker")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_runtime(settings, role) as runtime:
-            hub = Hub(runtime.db, runtime.notifier, settings)
+            hub = Hub(runtime.db, runtime.notifier, settings, snapshot)
             runtime.on_events.append(hub.wake)
             authenticator = Authenticator(settings, runtime.db)
+            # On every replica, a revoked token or an ended session is forgotten, and its SSE streams end.
+            hub.consumers += [
+                authenticator.known_tokens,
+                authenticator.known_sessions,
+                credentials.StreamEnding(hub.end_streams),
+            ]
+            hub.access = credentials.StreamAccess(authenticator)
             app.state.runtime = runtime
             app.state.db = runtime.db
             app.state.hub = hub
             app.state.authenticator = authenticator
+            app.state.health_checks = checks = HealthChecks(runtime.db, runtime.notifier, settings)
             await authenticator.start()
             await hub.start()
-            api_id = process_id(Role.API)
+            api_id = process_id(ProcessRole.API)
             stop_beating = asyncio.Event()
             beating = asyncio.create_task(
-                health_service.keep_beating(
+                processes.keep_beating(
                     runtime.db, stop_beating, process_id=api_id, role="api", every=settings.worker_heartbeat_seconds
                 ),
                 name="api-heartbeat",
@@ -114,10 +128,11 @@ def create_app(role: Role, settings: Settings) -> FastAPI:
                 gc.set_threshold(*DEFAULT_GC_THRESHOLD)
                 stop_beating.set()
                 await hub.shutdown()
+                checks.close()
                 await finish([beating], settings.shutdown_grace_seconds)
                 with contextlib.suppress(Exception):  # a stale row ages out of the health page anyway
                     async with runtime.db.session() as session:
-                        await health_service.forget(session, api_id)
+                        await processes.forget(session, api_id)
                 if worker is not None:
                     await worker.stop()
                 await authenticator.aclose()
@@ -125,16 +140,18 @@ def create_app(role: Role, settings: Settings) -> FastAPI:
     app = Api(
         title="CML Cloud Manager",
         version=__version__,
-        docs_url="/api/docs",
+        docs_url=None,  # Swagger UI would come from a CDN under 'unsafe-inline'; our own page is below
         redoc_url=None,
         openapi_url="/api/openapi.json",
         lifespan=lifespan,
     )
     app.state.settings = settings
     app.state.role = role
-    app.state.snapshot = snapshot
+    app.state.jobs = registry.jobs()
     problems.install(app)
-    app.state.routers = [m.router for m in (auth, health, sse, workers, labs, licensing, commands, system)]
+    app.state.routers = [m.router for m in (auth, tokens, health)]
+    app.state.routers.append(sse.router(needs(Role.VIEWER)))
+    app.state.routers += [m.router for m in (workers, exclusions, labs, licensing, commands, system)]
     for router in app.state.routers:
         app.include_router(router, responses=problems.PROBLEM_RESPONSES)
     app.mount("/static", StaticFiles(directory=UI / "static"), name="static")
@@ -143,6 +160,12 @@ def create_app(role: Role, settings: Settings) -> FastAPI:
     async def index() -> FileResponse:
         return FileResponse(UI / "index.html")
 
-    app.add_middleware(SecurityMiddleware, max_body=settings.max_request_bytes)
+    @app.get("/api/docs", include_in_schema=False, dependencies=PUBLIC)
+    async def api_docs() -> FileResponse:
+        return FileResponse(UI / "docs.html")
+
+    app.add_middleware(
+        SecurityMiddleware, max_body=settings.max_request_bytes, loopback_only=settings.auth_mode == "none"
+    )
     app.add_middleware(HttpMetrics)
     return app

@@ -9,10 +9,10 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config import Role, Settings
+from ..config import ProcessRole, Settings
 from ..events.notifier import Notifier
-from ..integrations import Integrations, build_integrations
 from ..jobs.commands import COMMANDS_QUEUED
+from ..jobs.integrations import Integrations, build_integrations
 from ..storage.db import Database
 from ..storage.migrate import migrate
 
@@ -29,17 +29,19 @@ class Runtime:
     on_commands: list[Callable[[], None]] = field(default_factory=list)
 
     async def after_commit(self, info: dict[str, Any]) -> None:
+        """Wake this process's receivers at once and the other processes through Redis, without waiting for
+        Redis: the commit is done, and the request or job that made it goes on whatever Redis does."""
         for wake in self.on_events:
             wake()
-        await self.notifier.publish(self.notifier.channel)
+        self.notifier.nudge(self.notifier.channel)
         if info.get(COMMANDS_QUEUED):
             for wake in self.on_commands:
                 wake()
-            await self.notifier.publish(self.notifier.commands_channel)
+            self.notifier.nudge(self.notifier.commands_channel)
 
 
 @asynccontextmanager
-async def open_runtime(settings: Settings, role: Role) -> AsyncIterator[Runtime]:
+async def open_runtime(settings: Settings, role: ProcessRole) -> AsyncIterator[Runtime]:
     db = Database(settings, source=f"cml-cloud-manager/{role}@{socket.gethostname()}")
     notifier = Notifier(settings.redis_url, settings.redis_prefix)
     integrations = build_integrations(settings)

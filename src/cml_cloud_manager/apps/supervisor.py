@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 
 async def _migrate(settings: Settings) -> None:
-    db = Database(settings)
+    db = Database(settings, unbounded=True)  # as `cml-cloud-manager migrate`: it may rewrite a large table
     try:
         await migrate(db)
     finally:
@@ -39,8 +39,10 @@ def up(settings: Settings, *, extra_env: dict[str, str] | None = None) -> int:
     asyncio.run(_migrate(settings))
     children: dict[int, tuple[str, subprocess.Popen[bytes]]] = {}
     for role in ("api", "worker"):
-        # Own session: a terminal's Ctrl+C reaches only us, and we forward exactly one SIGTERM.
-        proc = subprocess.Popen([sys.executable, "-m", "cml_cloud_manager", role], env=env, start_new_session=True)
+        # Own process group, so a terminal's Ctrl+C reaches only us and we forward exactly one SIGTERM; but our
+        # session, so both children share one autogroup and the worker's lower priority (WORKER_NICE) weighs
+        # against the API (in separate sessions each would get an equal share of the CPU, whatever its nice).
+        proc = subprocess.Popen([sys.executable, "-m", "cml_cloud_manager", role], env=env, process_group=0)
         children[proc.pid] = (role, proc)
         log.info("started %s (pid %d)", role, proc.pid)
     base = settings.public_url or f"http://{settings.app_host}:{settings.app_port}"

@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import socket
+import time
 import uuid
 from collections.abc import Generator
 from datetime import timedelta
@@ -15,50 +16,75 @@ from typing import Any
 
 import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field
 from sqlalchemy import update
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ..config import Role, Settings
-from ..health import service as health
-from ..integrations import Integrations
-from ..jobs import registry
+from ..config import ProcessRole, Settings
+from ..jobs import processes
 from ..jobs.commands import CommandRunner
 from ..jobs.context import CommandType, Context
-from ..jobs.scheduler import Scheduler
+from ..jobs.integrations import Integrations
+from ..jobs.scheduler import RunReport, Scheduler
 from ..stopping import finish
 from ..storage.db import Database
 from ..storage.models import CommandRow, JobRunRow
+from ..system import service as system_settings
+from ..system.schemas import RunJob
+from . import registry
 from .runtime import Runtime, open_runtime
 
 log = logging.getLogger(__name__)
 
 
-def process_id(role: Role) -> str:
+def process_id(role: ProcessRole) -> str:
     return f"{role}@{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class JobsHealth(BaseModel):
+    total: int = Field(description="Jobs enabled")
+    running: int
+    next_run: dict[str, str | None] = Field(description="Job -> its next tick (null: disabled)")
+
+
+class CommandsHealth(BaseModel):
+    running: int
+
+
+class WorkerHealth(BaseModel):
+    """What the worker's health port answers at /health."""
+
+    status: str = Field(description="ok, stopping or unavailable")
+    reasons: dict[str, str]
+    process: str
+    scheduler: str
+    jobs: JobsHealth
+    commands: CommandsHealth
 
 
 class WorkerRuntime:
     """Everything the worker role runs; `all` mode starts the same object inside the API process."""
 
-    def __init__(self, db: Database, settings: Settings, integrations: Integrations, role: Role) -> None:
+    def __init__(self, db: Database, settings: Settings, integrations: Integrations, role: ProcessRole) -> None:
         self.db = db
         self.settings = settings
         self.role = role
         self.process_id = process_id(role)
         self.ctx = Context(db=db, settings=settings, integrations=integrations, process_id=self.process_id)
-        self.scheduler = Scheduler(self.ctx, registry.jobs())
-        run_job = CommandType("system.run-job", self._run_job, "Run a scheduled job now")
+        self.scheduler = Scheduler(self.ctx, registry.jobs(), overrides=system_settings.get_all)
+        run_job = CommandType(RunJob, self._run_job, "Run a scheduled job now")
         self.runner = CommandRunner(self.ctx, [*registry.commands(), run_job])
         self.stop_event = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._listener: asyncio.Task[None] | None = None
         self._drained = asyncio.Event()
+        self._beat_at = time.monotonic()  # the last heartbeat the database took
 
-    async def _run_job(self, ctx: Context, payload: dict[str, Any]) -> dict[str, Any]:
-        return await self.scheduler.run_now(str(payload["job"]))
+    async def _run_job(self, ctx: Context, payload: RunJob) -> RunReport:
+        return await self.scheduler.run_now(payload.job)
 
     async def start(self, wake_on: Any = None) -> None:
         await self.scheduler.refresh_plans()
@@ -99,19 +125,20 @@ class WorkerRuntime:
         async with self.db.session() as session:
             now = await self.db.now(session)
             lease_end = now + timedelta(seconds=self.settings.lease_seconds)
-            await health.beat(
+            await processes.beat(
                 session,
                 process_id=self.process_id,
                 role=self.role.value,
                 hostname=socket.gethostname(),
                 pid=os.getpid(),
                 now=now,
-                jobs={"running": sorted(self.scheduler.running), "commands": len(self.runner.running)},
+                jobs=processes.Work(running=sorted(self.scheduler.running), commands=len(self.runner.running)),
             )
             if runs := self.scheduler.running_run_ids():
                 await session.execute(
                     update(JobRunRow)
                     .where(JobRunRow.id.in_(runs), JobRunRow.claimed_by == self.process_id)
+                    .where(JobRunRow.lease_expires_at > JobRunRow.started_at)  # not released meanwhile
                     .values(lease_expires_at=lease_end)
                 )
             if commands := list(self.runner.running):
@@ -120,19 +147,35 @@ class WorkerRuntime:
                     .where(CommandRow.id.in_(commands), CommandRow.claimed_by == self.process_id)
                     .values(lease_expires_at=lease_end)
                 )
+        self._beat_at = time.monotonic()
 
-    def health(self) -> dict[str, Any]:
-        return {
-            "status": "stopping" if self.stop_event.is_set() else "ok",
-            "process": self.process_id,
-            "scheduler": self.scheduler.state,
-            "jobs": {
-                "total": sum(1 for plan in self.scheduler.plans.values() if plan.enabled),
-                "running": len(self.scheduler.running),
-                "next_run": self.scheduler.next_runs(),
-            },
-            "commands": {"running": len(self.runner.running)},
-        }
+    def readiness(self) -> tuple[str, dict[str, str]]:
+        """("ok" | "stopping" | "unavailable", reasons), from what the worker already knows: no I/O. The database
+        counts as down once no heartbeat reached it for a lease period, when this worker's leases lapse too."""
+        reasons = {}
+        silent = time.monotonic() - self._beat_at
+        if silent > self.settings.lease_seconds:
+            reasons["database"] = (
+                f"no heartbeat stored for {silent:.0f} s (LEASE_SECONDS={self.settings.lease_seconds:g})"
+            )
+        if self.stop_event.is_set():
+            return "stopping", reasons
+        return ("unavailable" if reasons else "ok"), reasons
+
+    def health(self) -> WorkerHealth:
+        status, reasons = self.readiness()
+        return WorkerHealth(
+            status=status,
+            reasons=reasons,
+            process=self.process_id,
+            scheduler=self.scheduler.state,
+            jobs=JobsHealth(
+                total=sum(1 for plan in self.scheduler.plans.values() if plan.enabled),
+                running=len(self.scheduler.running),
+                next_run=self.scheduler.next_runs(),
+            ),
+            commands=CommandsHealth(running=len(self.runner.running)),
+        )
 
     async def stop(self) -> None:
         """Stop claiming, let running work finish within the grace period, cancel the rest, release claims."""
@@ -151,7 +194,7 @@ class WorkerRuntime:
             log.warning("%s did not stop by itself and was cancelled", task.get_name())
         try:
             async with self.db.session() as session:
-                await health.forget(session, self.process_id)
+                await processes.forget(session, self.process_id)
         except Exception as exc:
             log.warning("could not remove the heartbeat record: %s", exc)
         log.info("worker stopped")
@@ -166,28 +209,63 @@ class QuietServer(uvicorn.Server):
 
 
 def health_app(runtime: WorkerRuntime) -> Starlette:
+    """The worker's health port. Every answer comes from memory: no probe waits for the database or Redis."""
+
     async def health_endpoint(request: Request) -> JSONResponse:
         body = runtime.health()
-        return JSONResponse(body, status_code=200 if body["status"] == "ok" else 503)
+        return JSONResponse(body.model_dump(), status_code=200 if body.status == "ok" else 503)
+
+    async def live(request: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    async def ready(request: Request) -> JSONResponse:
+        status, reasons = runtime.readiness()
+        return JSONResponse({"status": status, "reasons": reasons}, status_code=200 if status == "ok" else 503)
 
     async def metrics(request: Request) -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    return Starlette(routes=[Route("/health", health_endpoint), Route("/metrics", metrics)])
+    return Starlette(
+        routes=[
+            Route("/health", health_endpoint),
+            Route("/health/live", live),
+            Route("/health/ready", ready),
+            Route("/metrics", metrics),
+        ]
+    )
+
+
+def yield_cpu(nice: int) -> int:
+    """Lower this process's CPU priority to niceness `nice` (never raise it); returns the niceness in force.
+
+    Linux keeps a niceness per thread and a new thread inherits its creator's, so every thread running now is
+    lowered (called before the runtime starts any, it is the main thread alone). Against the API this applies
+    only where both share a scheduling group: `up` starts them in one session, hence one autogroup
+    (docs/adr/0006-worker-cpu-priority.md); separate services weigh through their cgroups instead."""
+    threads = [int(tid) for tid in os.listdir("/proc/self/task")] if os.path.isdir("/proc/self/task") else [0]
+    for tid in threads:
+        with contextlib.suppress(ProcessLookupError):  # a thread that ended meanwhile
+            if os.getpriority(os.PRIO_PROCESS, tid) < nice:
+                os.setpriority(os.PRIO_PROCESS, tid, nice)
+    return os.getpriority(os.PRIO_PROCESS, 0)
 
 
 async def serve_worker(settings: Settings, *, health_port: int | None = None) -> None:
-    """The `worker` command: runs until SIGINT/SIGTERM."""
+    """The `worker` command: runs until SIGINT/SIGTERM, at niceness WORKER_NICE."""
+    try:
+        log.info("worker CPU niceness %d", yield_cpu(settings.worker_nice))
+    except OSError as exc:  # a sandbox forbidding setpriority: the worker still works, only less politely
+        log.warning("could not lower the worker's CPU priority to niceness %d: %s", settings.worker_nice, exc)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with open_runtime(settings, Role.WORKER) as runtime:
+    async with open_runtime(settings, ProcessRole.WORKER) as runtime:
         await _run_until(runtime, settings, stop, health_port)
 
 
 async def _run_until(runtime: Runtime, settings: Settings, stop: asyncio.Event, health_port: int | None) -> None:
-    worker = WorkerRuntime(runtime.db, settings, runtime.integrations, Role.WORKER)
+    worker = WorkerRuntime(runtime.db, settings, runtime.integrations, ProcessRole.WORKER)
     await worker.start(wake_on=lambda cb: runtime.notifier.listen(runtime.notifier.commands_channel, cb))
     server = None
     server_task = None

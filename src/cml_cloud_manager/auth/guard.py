@@ -11,15 +11,15 @@ from fastapi import Depends, Request
 
 from ..config import Settings
 from ..storage.db import Database
-from ..storage.models import SessionRow
 from . import sessions, tokens
+from .cache import CredentialCache
+from .keys import SessionCipher, load_cipher
 from .oidc import OIDCProvider
 from .ratelimit import LoginLimiter
 from .roles import Forbidden, NotAuthenticated, Principal, Role
 
 ANONYMOUS = Principal("anonymous", frozenset({Role.ADMIN}), "none")
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
-REFRESH_MARGIN = timedelta(seconds=60)
 
 
 class Authenticator:
@@ -32,10 +32,22 @@ class Authenticator:
         self.file_tokens = tokens.load_file(Path(settings.auth_tokens_file)) if settings.auth_tokens_file else {}
         self.oidc = OIDCProvider(settings) if self.mode == "oidc" else None
         self.limiter = LoginLimiter(settings.login_attempts_per_minute)
+        self.cipher: SessionCipher | None = None  # OIDC mode: encrypts the provider tokens sessions keep
+        # Both kept current by the outbox: the API registers them with its relay (see `cache`).
+        self.known_tokens: CredentialCache[tokens.KnownToken] = CredentialCache(settings.auth_cache_seconds)
+        self.known_sessions: CredentialCache[sessions.Live] = CredentialCache(settings.auth_cache_seconds)
+
+    def forget_all(self) -> None:
+        """After a revocation or a logout made by this process: refused here at once, without waiting for the
+        relay to read the event."""
+        self.known_tokens.clear()
+        self.known_sessions.clear()
 
     async def start(self) -> None:
         if self.mode == "token":
             await tokens.bootstrap(self.db, self.settings, self.file_tokens)
+        if self.mode == "oidc":
+            self.cipher = load_cipher(self.settings)
 
     async def aclose(self) -> None:
         if self.oidc is not None:
@@ -45,11 +57,12 @@ class Authenticator:
         cached: Principal | None = getattr(request.state, "principal", None)
         if cached is not None:
             return cached
-        found = await self._resolve(request)
+        found = await self.authenticate(request)
         request.state.principal = found
         return found
 
-    async def _resolve(self, request: Request) -> Principal:
+    async def authenticate(self, request: Request) -> Principal:
+        """The caller as of now, not the one remembered for this request: also what a stream checks again."""
         if self.mode == "none":
             return ANONYMOUS
         header = request.headers.get("authorization", "")
@@ -60,39 +73,77 @@ class Authenticator:
             return await self._bearer(credential.strip())
         session_id = request.cookies.get(sessions.COOKIE)
         if session_id:
-            row = await sessions.load(self.db, session_id)
-            if row is not None:
-                return sessions.principal(await self._refreshed(row))
+            live = await self._session(tokens.digest(session_id))
+            # In token mode a session counts only while the token it was opened with exists (see `sessions`).
+            if live is not None and (self.mode != "token" or live.row.token_sha256):
+                live = await self._refreshed(live)
+                return sessions.principal(live.row, token_id=live.token_id)
         raise NotAuthenticated("Log in first: send a bearer token or sign in at /auth/login")
+
+    async def _session(self, id_sha256: str) -> sessions.Live | None:
+        live = self.known_sessions.get(id_sha256)
+        now = datetime.now(UTC)
+        # A session due for a provider refresh is read again: another replica may have refreshed it already.
+        due = (
+            live is not None
+            and live.row.access_expires_at is not None
+            and live.row.access_expires_at - now <= sessions.REFRESH_MARGIN
+        )
+        if live is None or due:
+            live = await sessions.load_hashed(self.db, id_sha256, self.file_tokens)
+            if live is None:
+                self.known_sessions.forget(id_sha256)
+                return None
+            self.known_sessions.put(id_sha256, live)
+        if live.row.expires_at <= now:
+            self.known_sessions.forget(id_sha256)
+            return None
+        return live
 
     async def _bearer(self, credential: str) -> Principal:
         if self.oidc is not None:
             identity = await self.oidc.verify(credential)
-            return Principal(identity.subject, identity.roles, "bearer")
-        found = await tokens.lookup(self.db, self.file_tokens, credential)
+            expires = identity.claims.get("exp")
+            expires_at = datetime.fromtimestamp(expires, UTC) if isinstance(expires, int | float) else None
+            return Principal(identity.subject, identity.roles, "bearer", expires_at=expires_at, recheck_at=expires_at)
+        hashed = tokens.digest(credential)
+        in_file = self.file_tokens.get(hashed)
+        found = tokens.KnownToken(*in_file, id=None) if in_file else self.known_tokens.get(hashed)
+        if found is None:
+            found = await tokens.lookup_hashed(self.db, hashed)
+            if found is not None:
+                self.known_tokens.put(hashed, found)
         if found is None:
             raise NotAuthenticated("Unknown bearer token")
-        name, role = found
-        return Principal(name, frozenset({role}), "bearer")
+        return Principal(found.name, frozenset({found.role}), "bearer", token_id=found.id)
 
-    async def _refreshed(self, row: SessionRow) -> SessionRow:
+    async def _refreshed(self, live: sessions.Live) -> sessions.Live:
         """Keep the provider session alive: refresh shortly before the access token expires, taking the roles
-        the provider grants now."""
-        if self.oidc is None or not row.refresh_token or row.access_expires_at is None:
-            return row
-        if row.access_expires_at - datetime.now(UTC) > REFRESH_MARGIN:
-            return row
-        answer = await self.oidc.refresh(row.refresh_token)
-        identity = await self.oidc.verify(answer["access_token"])
-        values = {
-            "roles": {"roles": sorted(identity.roles)},
-            "refresh_token": answer.get("refresh_token", row.refresh_token),
-            "access_expires_at": datetime.now(UTC) + timedelta(seconds=int(answer.get("expires_in", 300))),
-        }
-        await sessions.update(self.db, row, **values)
-        for key, value in values.items():
-            setattr(row, key, value)
-        return row
+        the provider grants now. A refresh the provider refuses (user disabled, signed out or revoked there)
+        ends the session at once; a provider that cannot answer leaves it alone (503)."""
+        row = live.row
+        if self.oidc is None or self.cipher is None or not row.refresh_token or row.access_expires_at is None:
+            return live
+        if row.access_expires_at - datetime.now(UTC) > sessions.REFRESH_MARGIN:
+            return live
+        try:
+            refresh_token = self.cipher.decrypt(row.refresh_token)
+            if refresh_token is None:
+                raise NotAuthenticated("This session can no longer be refreshed; sign in again")
+            answer = await self.oidc.refresh(refresh_token)
+            identity = await self.oidc.verify(answer["access_token"])
+        except NotAuthenticated:
+            fresher = await sessions.end_unless_refreshed(self.db, row, self.file_tokens)
+            if fresher is None:
+                raise
+            return fresher
+        provider = sessions.ProviderTokens(
+            refresh_token=answer.get("refresh_token"),
+            id_token=answer.get("id_token"),
+            access_expires_at=datetime.now(UTC) + timedelta(seconds=int(answer.get("expires_in", 300))),
+        )
+        await sessions.refreshed(self.db, row, roles=identity.roles, provider=provider, cipher=self.cipher)
+        return live
 
 
 class RoleRequirement:

@@ -16,10 +16,14 @@ import jwt
 from jwt import PyJWK
 
 from ..config import Settings
+from ..errors import Unavailable
 from .roles import NotAuthenticated, Role
 
 log = logging.getLogger(__name__)
 ALGORITHMS = ["RS256", "RS384", "RS512", "ES256", "ES384", "PS256"]
+# Which of those each key type verifies: a token must name an algorithm its key is for (an RSA key handed to ES256
+# was a 500, not a refusal).
+FAMILIES = {"RSA": frozenset({"RS256", "RS384", "RS512", "PS256"}), "EC": frozenset({"ES256", "ES384"})}
 LEEWAY_SECONDS = 30
 
 
@@ -46,7 +50,7 @@ class OIDCProvider:
         self.audience = settings.oidc_audience or settings.oidc_client_id
         self._http = httpx.AsyncClient(timeout=10)
         self._config: dict[str, Any] | None = None
-        self._keys: dict[str, PyJWK] = {}
+        self._keys: dict[str, tuple[PyJWK, frozenset[str]]] = {}  # kid -> key, the algorithms it verifies
         self._keys_fetched = 0.0
 
     async def config(self) -> dict[str, Any]:
@@ -66,30 +70,39 @@ class OIDCProvider:
                 key = PyJWK(raw)
             except jwt.PyJWTError:
                 continue  # a key type we do not use (e.g. an encryption key)
-            keys[str(raw.get("kid", ""))] = key
+            family = FAMILIES.get(str(key.key_type), frozenset())
+            # A key that names its algorithm verifies that one only (RFC 8725 3.1).
+            allowed = family & {raw["alg"]} if "alg" in raw else family
+            keys[str(raw.get("kid", ""))] = (key, allowed)
         self._keys = keys
         self._keys_fetched = time.monotonic()
 
-    async def _key(self, kid: str) -> PyJWK:
+    async def _key(self, kid: str, algorithm: str) -> PyJWK:
         if kid not in self._keys and time.monotonic() - self._keys_fetched > 60:
             await self._refresh_keys()
         if kid not in self._keys:
             raise NotAuthenticated(f"Token signed with an unknown key (kid {kid!r})")
-        return self._keys[kid]
+        key, allowed = self._keys[kid]
+        if algorithm not in allowed:
+            raise NotAuthenticated(
+                f"Token algorithm {algorithm!r} is not the one of key {kid!r} ({', '.join(sorted(allowed)) or 'none'})"
+            )
+        return key
 
     async def verify(self, token: str, *, nonce: str | None = None, audience: str | None = None) -> Identity:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
             raise NotAuthenticated(f"Malformed bearer token: {exc}") from None
-        if header.get("alg") not in ALGORITHMS:
-            raise NotAuthenticated(f"Token algorithm {header.get('alg')!r} is not accepted")
-        key = await self._key(str(header.get("kid", "")))
+        algorithm = header.get("alg")
+        if algorithm not in ALGORITHMS:
+            raise NotAuthenticated(f"Token algorithm {algorithm!r} is not accepted")
+        key = await self._key(str(header.get("kid", "")), algorithm)
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
                 key.key,
-                algorithms=ALGORITHMS,
+                algorithms=[algorithm],
                 audience=audience or self.audience,
                 issuer=self.issuer,
                 leeway=LEEWAY_SECONDS,
@@ -132,9 +145,16 @@ class OIDCProvider:
         return f"{(await self.config())['authorization_endpoint']}?{urlencode(params)}"
 
     async def _token_request(self, data: dict[str, str]) -> dict[str, Any]:
+        """The provider's answer; NotAuthenticated when it refuses (4xx), Unavailable when it cannot answer, so a
+        session is ended only for a refusal."""
         secret = self.settings.oidc_client_secret.get_secret_value()
         data = {**data, "client_id": self.settings.oidc_client_id} | ({"client_secret": secret} if secret else {})
-        response = await self._http.post((await self.config())["token_endpoint"], data=data)
+        try:
+            response = await self._http.post((await self.config())["token_endpoint"], data=data)
+        except httpx.HTTPError as exc:
+            raise Unavailable(f"The identity provider cannot be reached ({type(exc).__name__}); try again") from None
+        if response.status_code >= 500:
+            raise Unavailable(f"The identity provider failed ({response.status_code}); try again")
         if response.status_code != 200:
             raise NotAuthenticated(f"The identity provider refused the login ({response.status_code})")
         result: dict[str, Any] = response.json()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from datetime import datetime
 
 from ..errors import AppError
 
@@ -37,6 +38,14 @@ class Principal:
     roles: frozenset[Role]
     via: str  # "bearer", "session" or "none"
     csrf_token: str | None = None
+    # For what outlives a request (an SSE stream): what can end this caller's access before its next request.
+    # The database id of the API token used, directly or through the session, and the session's reference
+    # (`sessions.ref`): events end those (`credentials`). When the credential expires (a session's TTL, an OIDC
+    # bearer's `exp`), and when it must be checked again before that (an OIDC session's refresh).
+    token_id: str | None = None
+    session: str | None = None
+    expires_at: datetime | None = None
+    recheck_at: datetime | None = None
 
     @property
     def highest(self) -> Role | None:

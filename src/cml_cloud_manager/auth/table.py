@@ -1,6 +1,6 @@
 """The endpoint → role table, read from the routes themselves (so docs/access.md cannot drift).
 
-`python -m cml_cloud_manager.auth.table > docs/access.md` regenerates the page.
+`python -m cml_cloud_manager.apps.access_page > docs/access.md` regenerates the page from the composed app.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def markdown(app: FastAPI) -> str:
         "# Access: which role each endpoint needs",
         "",
         "Roles are cumulative: `viewer` < `operator` < `admin`. `public` needs no login (health probes, metrics,",
-        "the login flow, the UI shell). Generated from the routes by `python -m cml_cloud_manager.auth.table`;",
+        "the login flow, the UI shell). Generated from the routes by `python -m cml_cloud_manager.apps.access_page`;",
         "a test fails when this page and the code disagree, or when a route declares no role.",
         "",
         "| method | path | role |",
@@ -50,11 +50,3 @@ def markdown(app: FastAPI) -> str:
     ]
     lines += [f"| {method} | `{path}` | {role} |" for method, path, role in role_table(app)]
     return "\n".join(lines) + "\n"
-
-
-if __name__ == "__main__":
-    from ..apps.api import create_app
-    from ..config import Role as ProcessRole
-    from ..config import load_settings
-
-    print(markdown(create_app(ProcessRole.API, load_settings(auth_mode="none"))), end="")

@@ -2,6 +2,11 @@
 
 With none configured, the first API start generates an admin token, writes it to AUTH_ADMIN_TOKEN_FILE (0600) and
 says where it is; only its hash is stored, in the database, so every API replica accepts it.
+
+Tokens in the database are listed and revoked with `cml-cloud-manager token list|revoke` or `/api/tokens`.
+Revoking deletes the token and the browser sessions opened with it in one transaction, so every API replica
+refuses both at once, and appends `auth.token.revoked` to the outbox, which ends the SSE streams opened with
+either on every replica (see `credentials`).
 """
 
 from __future__ import annotations
@@ -10,19 +15,25 @@ import hashlib
 import logging
 import os
 import secrets
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
-from sqlalchemy import func, select
+from pydantic import BaseModel, Field
+from sqlalchemy import delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from ..config import Settings
+from ..errors import Conflict, NotFound
+from ..events import outbox
 from ..storage.db import Database
-from ..storage.models import ApiTokenRow
+from ..storage.models import ApiTokenRow, SessionRow
 from .roles import Role
 
 log = logging.getLogger(__name__)
 GENERATED = "generated-admin"
+REVOKED = "auth.token.revoked"
 
 
 def digest(token: str) -> str:
@@ -47,13 +58,25 @@ def load_file(path: Path) -> dict[str, tuple[str, Role]]:
     return tokens
 
 
-async def lookup(db: Database, file_tokens: dict[str, tuple[str, Role]], token: str) -> tuple[str, Role] | None:
+@dataclass(frozen=True)
+class KnownToken:
+    name: str
+    role: Role
+    id: str | None  # its database id; None for a token from AUTH_TOKENS_FILE
+
+
+async def lookup(db: Database, file_tokens: dict[str, tuple[str, Role]], token: str) -> KnownToken | None:
     hashed = digest(token)
     if hashed in file_tokens:
-        return file_tokens[hashed]
+        return KnownToken(*file_tokens[hashed], id=None)
+    return await lookup_hashed(db, hashed)
+
+
+async def lookup_hashed(db: Database, hashed: str) -> KnownToken | None:
+    """A database token by its SHA-256."""
     async with db.session(write=False) as session:
         row = (await session.scalars(select(ApiTokenRow).where(ApiTokenRow.sha256 == hashed))).first()
-    return (row.name, Role(row.role)) if row else None
+    return KnownToken(row.name, Role(row.role), row.id) if row else None
 
 
 async def create(db: Database, *, name: str, role: Role) -> str:
@@ -81,3 +104,87 @@ async def bootstrap(db: Database, settings: Settings, file_tokens: dict[str, tup
     with os.fdopen(fd, "w") as out:
         out.write(token + "\n")
     log.warning("No API tokens were configured: generated an admin token in %s (mode 0600)", path.resolve())
+
+
+class TokenOut(BaseModel):
+    id: str | None = Field(description="Database id; null for a token from AUTH_TOKENS_FILE")
+    name: str
+    role: Role
+    source: Literal["database", "file"]
+    created_at: datetime | None
+    sessions: int = Field(description="Browser sessions currently open with this token")
+
+
+class TokenRevoked(BaseModel):
+    """The answer to a revocation, and the data of its `auth.token.revoked` event (no secret in either)."""
+
+    id: str
+    name: str
+    role: Role
+    sessions_ended: int
+    revoked_by: str
+
+
+class TokenNotFound(NotFound):
+    code = "token_not_found"
+
+
+class TokenInFile(Conflict):
+    code = "token_in_file"
+
+
+async def list_tokens(db: Database, file_tokens: dict[str, tuple[str, Role]]) -> list[TokenOut]:
+    async with db.session(write=False) as session:
+        rows = (await session.scalars(select(ApiTokenRow).order_by(ApiTokenRow.name))).all()
+        counts = await session.execute(
+            select(SessionRow.token_sha256, func.count())
+            .where(SessionRow.token_sha256.is_not(None), SessionRow.expires_at > datetime.now(UTC))
+            .group_by(SessionRow.token_sha256)
+        )
+        open_sessions = {str(sha): int(count) for sha, count in counts.all()}
+    found = [
+        TokenOut(
+            id=row.id,
+            name=row.name,
+            role=Role(row.role),
+            source="database",
+            created_at=row.created_at,
+            sessions=open_sessions.get(row.sha256, 0),
+        )
+        for row in rows
+    ]
+    found += [
+        TokenOut(id=None, name=name, role=role, source="file", created_at=None, sessions=open_sessions.get(sha, 0))
+        for sha, (name, role) in sorted(file_tokens.items(), key=lambda item: item[1][0])
+    ]
+    return found
+
+
+async def revoke(db: Database, file_tokens: dict[str, tuple[str, Role]], ref: str, *, by: str) -> TokenRevoked:
+    """Delete the token named or numbered `ref` and end its sessions, in one transaction."""
+    async with db.session() as session:
+        rows = (
+            await session.scalars(
+                select(ApiTokenRow).where(or_(ApiTokenRow.id == ref, ApiTokenRow.name == ref)).with_for_update()
+            )
+        ).all()
+        row = next((r for r in rows if r.id == ref), rows[0] if rows else None)
+        if row is None:
+            if any(name == ref for name, _ in file_tokens.values()):
+                raise TokenInFile(
+                    f"Token {ref!r} is defined in AUTH_TOKENS_FILE: remove its line there and restart the API "
+                    "replicas (its browser sessions end with it)"
+                )
+            raise TokenNotFound(f"No token is named {ref!r} or has that id; `token list` shows them")
+        await session.execute(delete(ApiTokenRow).where(ApiTokenRow.id == row.id))
+        ended = await session.execute(delete(SessionRow).where(SessionRow.token_sha256 == row.sha256))
+        revoked = TokenRevoked(
+            id=row.id,
+            name=row.name,
+            role=Role(row.role),
+            sessions_ended=int(ended.rowcount),  # type: ignore[attr-defined]
+            revoked_by=by,
+        )
+        await outbox.append(session, REVOKED, revoked.model_dump(mode="json"), subject=row.id)
+    log.warning("token %s (%s) revoked by %s; %d session(s) ended", row.name, row.role, by, revoked.sessions_ended)
+    return revoked

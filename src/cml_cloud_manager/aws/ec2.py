@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, TypeVar
 from botocore.exceptions import ClientError
 
 from cml_cloud_manager.aws._convert import ec2_filters, to_change, to_image, to_instance, to_status
-from cml_cloud_manager.aws.errors import InstanceNotFound
+from cml_cloud_manager.aws.errors import AwsError, InstanceNotFound
 from cml_cloud_manager.aws.session import AwsClients, chunked
 from cml_cloud_manager.aws.types import Image, Instance, InstanceStatus, StateChange
 
@@ -216,20 +216,34 @@ async def _change_state(
     return {change.instance_id: change for change in changes}
 
 
-async def monitor_instances(clients: AwsClients, region: str, instance_ids: Sequence[str]) -> dict[str, str]:
-    """Enable detailed (1-minute) CloudWatch monitoring; returns the monitoring state per instance."""
+async def set_monitoring(
+    clients: AwsClients, region: str, instance_ids: Sequence[str], *, enabled: bool
+) -> dict[str, str]:
+    """Turn detailed (1-minute) CloudWatch monitoring on or off; returns the monitoring state per instance
+    (EC2 answers `pending` or `disabling` while it changes). A refusal names the instances and AWS's reason."""
 
-    def one_chunk(chunk: Sequence[str]) -> Callable[[EC2Client], list[tuple[str, str]]]:
+    async def one_chunk(chunk: list[str]) -> list[tuple[str, str]]:
         def call(client: EC2Client) -> list[tuple[str, str]]:
-            answer = client.monitor_instances(InstanceIds=list(chunk))
+            if enabled:
+                answer = client.monitor_instances(InstanceIds=chunk)
+            else:
+                answer = client.unmonitor_instances(InstanceIds=chunk)
             return [
-                (m.get("InstanceId", ""), m.get("Monitoring", {}).get("State", "pending"))
+                (m.get("InstanceId", ""), m.get("Monitoring", {}).get("State", "pending" if enabled else "disabling"))
                 for m in answer.get("InstanceMonitorings", [])
             ]
 
-        return call
+        try:
+            return await clients.run_ec2(region, call)
+        except AwsError as exc:
+            # AWS's own message rarely says which instance it refused, and a command's reader needs both.
+            what = "enable" if enabled else "disable"
+            raise type(exc)(
+                f"Could not {what} detailed monitoring of {', '.join(chunk)}: {exc.message}", **exc.detail
+            ) from exc
 
-    return dict(await _gather_chunks(clients, region, _unique(instance_ids), ACTION_IDS_PER_CALL, one_chunk))
+    chunks = await asyncio.gather(*(one_chunk(list(c)) for c in chunked(_unique(instance_ids), ACTION_IDS_PER_CALL)))
+    return {instance_id: state for chunk in chunks for instance_id, state in chunk}
 
 
 async def create_tags(clients: AwsClients, region: str, resource_ids: Sequence[str], tags: Mapping[str, str]) -> None:

@@ -5,15 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ..storage.db import EVENTS_WRITTEN, SOURCE
+from ..storage.db import EVENTS_WRITTEN, PENDING_EVENTS, SOURCE
 from ..storage.models import EventRow
-
-# Serialises event-writing transactions on PostgreSQL so sequence numbers commit in order and the relay,
-# which reads "everything after the last seq I saw", can never skip a late-committing lower number.
-_PG_OUTBOX_LOCK = 0x434D4C02
 
 
 async def append(
@@ -24,10 +19,12 @@ async def append(
     subject: str | None = None,
     worker_id: str | None = None,
 ) -> EventRow:
-    if not session.info.get(EVENTS_WRITTEN):
-        if session.get_bind().dialect.name == "postgresql":
-            await session.execute(select(func.pg_advisory_xact_lock(_PG_OUTBOX_LOCK)))
-        session.info[EVENTS_WRITTEN] = True
+    """Add an event to the transaction. It is inserted, and its `seq` assigned, just before the transaction
+    commits, after every row change and under the outbox lock (`storage.db.OUTBOX_LOCK`): appending takes no
+    lock, so a transaction can go on updating rows after its first event without risking a deadlock."""
+    pending: list[EventRow] | None = session.info.get(PENDING_EVENTS)
+    if pending is None:
+        raise RuntimeError("events are appended in a write transaction opened by Database.session()")
     row = EventRow(
         type=type,
         source=session.info.get(SOURCE, "cml-cloud-manager"),
@@ -36,5 +33,6 @@ async def append(
         time=datetime.now(UTC),
         data=data,
     )
-    session.add(row)
+    pending.append(row)
+    session.info[EVENTS_WRITTEN] = True
     return row

@@ -6,17 +6,22 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import math
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal, Protocol
 
+from fastapi import Depends, Request
 from prometheus_client import Counter, Gauge
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..config import Settings
 from ..storage.db import Database
 from ..storage.models import EventRow
 from .cloudevents import envelope, sse_frame
+from .grants import Access, Open
 from .notifier import Notifier
 
 log = logging.getLogger(__name__)
@@ -27,6 +32,10 @@ SSE_DELIVERIES = Counter("sse_deliveries_total", "Event frames queued to SSE cli
 SSE_DROPPED = Counter("sse_clients_dropped_total", "SSE clients disconnected because they fell behind")
 
 BATCH = 500
+# At shutdown, how long a stream's write may block before the stream is cut off (see `Hub.shutdown`).
+SHUTDOWN_WRITE_SECONDS = 1.0
+# What `Client.next_chunk` answers instead of frames when the hub asks something of the stream.
+Due = Literal["heartbeat", "recheck"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +57,11 @@ class Client:
     worker_ids: frozenset[str] | None
     event_types: tuple[str, ...] | None
     limit: int
+    # What the stream was opened with (`Grant.credentials`): `Hub.end_streams` ends it when one of them ends.
+    credentials: frozenset[str] = frozenset()
+    # Loop time at which its grant must be checked again (a session's expiry or refresh), if ever.
+    recheck_at: float | None = None
+    recheck_due: bool = False
     # Frames are counted and weighed: a few large events must not hold as much memory as many small ones.
     max_bytes: int = 1 << 20
     buffered: int = 0
@@ -80,8 +94,7 @@ class Client:
             return False
         if len(self.frames) >= self.limit or self.buffered + len(frame) > self.max_bytes:
             self.close("too slow: its event buffer filled up")
-            if self.write_started is not None:
-                self.cut()
+            self.cut()
             return False
         self.frames.append(frame)
         self.buffered += len(frame)
@@ -97,28 +110,45 @@ class Client:
         self.close_reason = reason
         self.wake.set()
 
+    def end(self, reason: str) -> None:
+        """End the stream because the credential it was opened with ended: an `ended` event, then the server
+        closes it. A browser that reconnects is asked for its credential again."""
+        self.close(reason, final_frame=sse_frame({"reason": reason, "reconnect": False}, event="ended"))
+
     def cut(self) -> None:
-        """Interrupt the write in progress: a client that stopped reading holds it on a full socket forever."""
-        if self.writer is not None and not self.cut_off:
-            self.cut_off = True
+        """End the stream by aborting its connection, without writing what is left. The write in progress is
+        interrupted (a client that stopped reading holds it on a full socket forever); without one, the stream
+        stops before its next write."""
+        if self.cut_off:
+            return
+        self.cut_off = True
+        if self.write_started is not None and self.writer is not None:
             self.writer.cancel()
 
     def watch(self, now: float, heartbeat: float, write_timeout: float) -> None:
-        """The hub's periodic check: cut off a write that hangs, ask a quiet stream for a heartbeat."""
+        """The hub's periodic check: cut off a write that hangs, ask a stream whose grant is due for a check to
+        make it, and a quiet one for a heartbeat."""
         if self.write_started is not None:
             if now - self.write_started >= write_timeout:
                 self.close(self.close_reason or "too slow: not reading")
                 self.cut()
+        elif self.recheck_at is not None and now >= self.recheck_at:
+            self.recheck_at = None
+            self.recheck_due = True
+            self.wake.set()
         elif not self.frames and now - self.last_write >= heartbeat:
             self.heartbeat_due = True
             self.wake.set()
 
-    async def next_chunk(self) -> bytes | None:
-        """Everything buffered, as one write; None when the hub asked for a heartbeat."""
+    async def next_chunk(self) -> bytes | Due:
+        """Everything buffered, as one write; or what the hub asked for (a check of the grant, a heartbeat)."""
         while not self.frames and not self.closed:
+            if self.recheck_due:
+                self.recheck_due = False
+                return "recheck"
             if self.heartbeat_due:
                 self.heartbeat_due = False
-                return None
+                return "heartbeat"
             self.wake.clear()
             await self.wake.wait()
         chunk = b"".join(self.frames)
@@ -127,12 +157,34 @@ class Client:
         return chunk
 
 
+class Consumer(Protocol):
+    """In-process state kept current by the outbox (the credential cache, the workers read model)."""
+
+    async def load(self, session: AsyncSession) -> None:
+        """Take the state as of the snapshot `session` reads, which the relay's position is current to: at start,
+        and again after a reset (the relay fell behind events that were pruned meanwhile)."""
+
+    def apply(self, events: Sequence[EventRow]) -> None:
+        """New events in sequence order, before any SSE client gets them."""
+
+
+# The state a new client starts from (of the workers it asked for, or all when None), read in one session.
+Snapshot = Callable[[AsyncSession, frozenset[str] | None], Awaitable[dict[str, Any]]]
+
+
 class Hub:
-    def __init__(self, db: Database, notifier: Notifier, settings: Settings) -> None:
+    def __init__(self, db: Database, notifier: Notifier, settings: Settings, snapshot: Snapshot) -> None:
         self.db = db
         self.notifier = notifier
         self.settings = settings
+        # Handed in by apps/: the state belongs to the slices, which sit above this package.
+        self.snapshot = snapshot
+        # Likewise what a stream was opened with, which auth tells; apps/ sets it once auth has started.
+        self.access: Access = Open()
         self.position = 0
+        self.consumers: list[Consumer] = []
+        # Set, and replaced, whenever the position moves: what a read waiting for a sequence number waits on.
+        self._moved = asyncio.Event()
         self.clients: set[Client] = set()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -141,23 +193,58 @@ class Hub:
         self.batch = max(5, min(BATCH, settings.sse_client_queue_size // 2))
 
     async def start(self) -> None:
-        async with self.db.session(write=False) as session:
-            self.position = (await session.execute(select(func.max(EventRow.seq)))).scalar() or 0
+        await self.load()
         self._tasks = [
             asyncio.create_task(self._run(), name="sse-relay"),
             asyncio.create_task(self._watch(), name="sse-watchdog"),
         ]
         if self.notifier.redis is not None:
+            self.notifier.on_down.append(self.wake)
             self._tasks.append(
                 asyncio.create_task(self.notifier.listen(self.notifier.channel, self.wake), name="sse-notify")
             )
         log.info("event relay started at sequence %d (wake-ups: %s)", self.position, self._wakeups())
+
+    async def load(self) -> None:
+        """Start from the newest event, with every consumer's state read in the same snapshot."""
+        async with self.db.snapshot() as session:
+            position = (await session.execute(select(func.max(EventRow.seq)))).scalar() or 0
+            for consumer in self.consumers:
+                await consumer.load(session)
+        self._advance(position)
+
+    def _advance(self, position: int) -> None:
+        self.position = position
+        self._moved.set()
+        self._moved = asyncio.Event()
+
+    async def reached(self, seq: int, timeout: float) -> bool:
+        """Wait until events up to `seq` have been applied here (read-your-writes); False if not within
+        `timeout` seconds."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.position < seq:
+            self.wake()  # the write may have been made here a moment ago, or elsewhere: read now, not at the next poll
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout_at(deadline):
+                    await self._moved.wait()
+            if loop.time() >= deadline:
+                return self.position >= seq
+        return True
 
     def _wakeups(self) -> str:
         return "Redis pub/sub" if self.notifier.redis is not None else "database polling"
 
     def wake(self) -> None:
         self._wake.set()
+
+    def end_streams(self, credential: str, reason: str) -> None:
+        """End the streams opened with `credential` (see `Client.end`)."""
+        ended = [client for client in self.clients if credential in client.credentials and not client.closed]
+        for client in ended:
+            client.end(reason)
+        if ended:
+            log.info("ended %d SSE stream(s): %s", len(ended), reason)
 
     def register(self, client: Client) -> int:
         """Add a client; returns the sequence number it will get live events after (atomically, since the
@@ -209,11 +296,30 @@ class Hub:
                         select(EventRow).where(EventRow.seq > self.position).order_by(EventRow.seq).limit(self.batch)
                     )
                 ).all()
+                if rows and rows[0].seq > self.position + 1 and await self._missed(session, rows[0].seq):
+                    await self.reset()
+                    return
             if not rows:
                 return
+            for consumer in self.consumers:
+                consumer.apply(rows)
             self.fan_out([to_relayed(row) for row in rows])
             if len(rows) < self.batch:
                 return
+
+    async def _missed(self, session: AsyncSession, first: int) -> bool:
+        """Whether events after our position were pruned before we read them (a gap can also be a sequence
+        number a rolled-back transaction used): then the consumers' state cannot be brought up to date."""
+        oldest = (await session.execute(select(func.min(EventRow.seq)))).scalar()
+        return oldest is not None and oldest == first and self.position > 0
+
+    async def reset(self) -> None:
+        """The relay fell further behind than the outbox keeps: consumers reload, and SSE clients, which missed
+        events too, are closed so they reconnect and get a `reset` and a snapshot."""
+        log.warning("event relay at sequence %d missed pruned events: reloading", self.position)
+        await self.load()
+        for client in list(self.clients):
+            client.close("the relay missed pruned events")
 
     def fan_out(self, events: list[Relayed]) -> None:
         delivered = 0
@@ -221,7 +327,7 @@ class Hub:
             for event in events:
                 if client.wants(event) and client.push(event.frame):
                     delivered += 1
-        self.position = events[-1].seq
+        self._advance(events[-1].seq)
         EVENTS_RELAYED.inc(len(events))
         SSE_DELIVERIES.inc(delivered)
 
@@ -240,6 +346,17 @@ class Hub:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        # A stream ends once its shutdown event is written, but a client that stopped reading never takes it: its
+        # write would block until uvicorn's graceful timeout ran out (10.5 s with 10 such clients). Writes that
+        # block longer than SHUTDOWN_WRITE_SECONDS are cut off, which aborts their connections. Waiting for the
+        # streams to end takes no longer than uvicorn would wait for them.
+        loop = asyncio.get_running_loop()
+        write_timeout = min(SHUTDOWN_WRITE_SECONDS, self.settings.sse_write_timeout_seconds)
+        deadline = loop.time() + self.settings.shutdown_grace_seconds
+        while self.clients and loop.time() < deadline:
+            for client in list(self.clients):
+                client.watch(loop.time(), math.inf, write_timeout)
+            await asyncio.sleep(write_timeout / 4)
 
 
 def parse_filter(values: list[str] | None) -> tuple[str, ...] | None:
@@ -248,3 +365,11 @@ def parse_filter(values: list[str] | None) -> tuple[str, ...] | None:
         return None
     items = tuple(part.strip() for value in values for part in value.split(",") if part.strip())
     return items or None
+
+
+async def _hub(request: Request) -> Hub:
+    hub: Hub = request.app.state.hub
+    return hub
+
+
+HubDep = Annotated[Hub, Depends(_hub)]

@@ -1,23 +1,20 @@
-"""Commands over HTTP: queueing answers 202 with an id; `GET /api/commands/{id}` follows it."""
+"""Commands over HTTP: `GET /api/commands/{id}` follows one that `jobs/queue.py` queued (202 with its id)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from datetime import datetime
+from typing import Any
 
-from fastapi import APIRouter, Query
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from ..apps.deps import DatabaseDep
 from ..auth.guard import needs
 from ..auth.roles import Role
-from ..config import Settings
 from ..errors import NotFound
-from ..health.service import worker_liveness
-from ..storage.db import Database
 from ..storage.models import CommandRow
-from .commands import describe, enqueue
+from ..web.deps import DatabaseDep
+from ..web.paging import Limit, Offset, Page, rows_page
 
 router = APIRouter(prefix="/api/commands", tags=["commands"], dependencies=needs(Role.VIEWER))
 
@@ -26,48 +23,41 @@ class CommandNotFound(NotFound):
     code = "command_not_found"
 
 
-async def queue(
-    db: Database,
-    settings: Settings,
-    type: str,
-    payload: dict[str, Any],
-    *,
-    session: AsyncSession,
-    worker_id: str | None = None,
-    requested_by: str = "",
-) -> JSONResponse:
-    """Store the command in the caller's transaction and answer 202, saying whether a worker will pick it up."""
-    row = await enqueue(session, type, payload, worker_id=worker_id, requested_by=requested_by)
-    liveness = await worker_liveness(session, now=await db.now(session), alive_seconds=settings.worker_alive_seconds)
-    message = (
-        "Queued; a worker will run it shortly."
-        if liveness["alive"]
-        else "Queued, but no worker process is alive: it will run when a worker starts."
-    )
-    body = {"command_id": row.id, "status": row.status, "worker_alive": liveness["alive"], "message": message}
-    return JSONResponse(body, status_code=202, headers={"Location": f"/api/commands/{row.id}"})
+class CommandOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    type: str
+    status: str
+    worker_id: str | None
+    progress: str
+    result: dict[str, Any] | None = Field(description="What the command reported, by type")
+    error: str
+    attempts: int
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
 
 
 @router.get("/{command_id}", summary="A command's state, progress and result")
-async def get_command(command_id: str, db: DatabaseDep) -> dict[str, Any]:
+async def get_command(command_id: str, db: DatabaseDep) -> CommandOut:
     async with db.session(write=False) as session:
         row = await session.get(CommandRow, command_id)
         if row is None:
             raise CommandNotFound(f"No command with id '{command_id}'")
-        return describe(row)
+        return CommandOut.model_validate(row)
 
 
 @router.get("", summary="Recent commands, newest first")
 async def list_commands(
-    db: DatabaseDep,
-    worker_id: str | None = None,
-    status: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-) -> list[dict[str, Any]]:
-    query = select(CommandRow).order_by(CommandRow.created_at.desc()).limit(limit)
+    db: DatabaseDep, limit: Limit = 100, offset: Offset = 0, worker_id: str | None = None, status: str | None = None
+) -> Page[CommandOut]:
+    query = select(CommandRow).order_by(CommandRow.created_at.desc(), CommandRow.id)
     if worker_id:
         query = query.where(CommandRow.worker_id == worker_id)
     if status:
         query = query.where(CommandRow.status == status)
     async with db.session(write=False) as session:
-        return [describe(row) for row in (await session.scalars(query)).all()]
+        rows, total = await rows_page(session, query, limit=limit, offset=offset)
+    items = [CommandOut.model_validate(row) for row in rows]
+    return Page[CommandOut](items=items, total=total, limit=limit, offset=offset)

@@ -13,10 +13,12 @@ import logging
 import math
 import time
 import zlib
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 
+from fastapi import Depends, Request
 from prometheus_client import Counter, Histogram
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -27,8 +29,8 @@ from ..errors import Conflict
 from ..events import outbox
 from ..stopping import finish
 from ..storage.models import JobRunRow
-from ..system import service as system_settings
-from .context import Context, Job
+from ..storage.retry import retry_on_contention
+from .context import Context, Job, Report
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,10 @@ JOB_DURATION = Histogram(
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
 )
 MAX_ATTEMPTS = 3
+
+# Runtime overrides of the settings (`jobs.<name>.enabled`, `jobs.<name>.interval_seconds`), read in a session.
+Override = bool | float  # a job's switch or its interval in seconds
+Overrides = Callable[[AsyncSession], Awaitable[Mapping[str, Override]]]
 
 
 @dataclass(frozen=True)
@@ -59,22 +65,41 @@ class JobPlan:
         return self.tick(now) + timedelta(seconds=self.interval)
 
 
+class RunReport(Report):
+    """How a run went: what an operator's "run now" command reports (the job's own summary is on the run)."""
+
+    run_id: int
+    outcome: str
+    error: str
+    duration_seconds: float
+
+
 class JobBusy(Conflict):
     code = "job_busy"
 
 
-def plan_for(job: Job, settings: Settings, overrides: dict[str, Any]) -> JobPlan:
+def plan_for(job: Job, settings: Settings, overrides: Mapping[str, Override]) -> JobPlan:
     """A job's interval and switch: env settings, then runtime overrides from system settings."""
     enabled = overrides.get(f"jobs.{job.name}.enabled", settings.job_enabled(job.name))
     interval = overrides.get(f"jobs.{job.name}.interval_seconds", settings.job_intervals()[job.name])
     return JobPlan(enabled=bool(enabled), interval=float(interval))
 
 
+async def _jobs(request: Request) -> list[Job]:
+    jobs: list[Job] = request.app.state.jobs
+    return jobs
+
+
+# The jobs apps/ registered, for the endpoints that list and run them.
+JobsDep = Annotated[list[Job], Depends(_jobs)]
+
+
 class Scheduler:
-    def __init__(self, ctx: Context, jobs: list[Job]) -> None:
+    def __init__(self, ctx: Context, jobs: list[Job], *, overrides: Overrides) -> None:
         self.ctx = ctx
+        self.overrides = overrides  # the system slice's, handed in by apps/
         self.jobs = {job.name: job for job in jobs}
-        self.running: dict[str, tuple[int, asyncio.Task[dict[str, Any]]]] = {}
+        self.running: dict[str, tuple[int, asyncio.Task[RunReport]]] = {}
         self.attempted: dict[str, datetime] = {}
         # Claim-then-spawn is not atomic (the claim awaits the database); this keeps a scheduled start and a
         # "run now" in this process from both claiming.
@@ -83,7 +108,7 @@ class Scheduler:
         self.state = "stopped"
         self._last_now = datetime.now(UTC)
 
-    def _plan(self, name: str, overrides: dict[str, Any]) -> JobPlan:
+    def _plan(self, name: str, overrides: Mapping[str, Override]) -> JobPlan:
         return plan_for(self.jobs[name], self.ctx.settings, overrides)
 
     def next_runs(self) -> dict[str, str | None]:
@@ -94,7 +119,7 @@ class Scheduler:
 
     async def refresh_plans(self) -> None:
         async with self.ctx.db.session(write=False) as session:
-            overrides = await system_settings.get_all(session)
+            overrides = await self.overrides(session)
             self._last_now = await self.ctx.db.now(session)
         self.plans = {name: self._plan(name, overrides) for name in self.jobs}
 
@@ -132,6 +157,7 @@ class Scheduler:
             if run_id is not None:
                 self._spawn(name, run_id, plan.timeout, "schedule")
 
+    @retry_on_contention
     async def _claim(self, name: str, tick: datetime, plan: JobPlan, *, trigger: str) -> int | None:
         try:
             async with self.ctx.db.session() as session:
@@ -170,6 +196,7 @@ class Scheduler:
         except IntegrityError:
             return None  # another replica claimed the same tick a moment earlier
 
+    @retry_on_contention
     async def _take_over_lapsed(self) -> None:
         """Claims whose process stopped renewing them: rerun here (or give up after MAX_ATTEMPTS)."""
         async with self.ctx.db.session() as session:
@@ -220,13 +247,13 @@ class Scheduler:
         }
         await outbox.append(session, "job.run.started", data, subject=row.job_name)
 
-    def _spawn(self, name: str, run_id: int, timeout: float, trigger: str) -> asyncio.Task[dict[str, Any]]:
+    def _spawn(self, name: str, run_id: int, timeout: float, trigger: str) -> asyncio.Task[RunReport]:
         task = asyncio.create_task(self._execute(name, run_id, timeout, trigger), name=f"job:{name}")
         self.running[name] = (run_id, task)
         task.add_done_callback(lambda _: self.running.pop(name, None))
         return task
 
-    async def run_now(self, name: str) -> dict[str, Any]:
+    async def run_now(self, name: str) -> RunReport:
         """Run a job immediately (an operator's 'run now') and return how it went. A run already going in
         this process is awaited first; one going on another replica makes this a conflict."""
         while True:
@@ -242,14 +269,14 @@ class Scheduler:
             await asyncio.wait([current])
         return await task
 
-    async def _execute(self, name: str, run_id: int, timeout: float, trigger: str) -> dict[str, Any]:
+    async def _execute(self, name: str, run_id: int, timeout: float, trigger: str) -> RunReport:
         log.info("job %s started (run %d, %s, timeout %.0fs)", name, run_id, trigger, timeout)
         began = time.perf_counter()
         outcome, error, summary = "success", "", None
         try:
             async with asyncio.timeout(timeout) as deadline:
                 ctx = self.ctx.with_deadline(asyncio.get_running_loop().time() + timeout)
-                summary = await self.jobs[name].func(ctx)
+                summary = (await self.jobs[name].func(ctx)).model_dump(mode="json")
         except TimeoutError:
             if not deadline.expired():
                 raise
@@ -266,7 +293,7 @@ class Scheduler:
         JOB_DURATION.labels(name).observe(duration)
         await self._record(name, run_id, outcome, error, summary, duration, trigger)
         log.info("job %s finished: %s in %.2fs (run %d) %s", name, outcome, duration, run_id, error)
-        return {"run_id": run_id, "outcome": outcome, "error": error, "duration_seconds": round(duration, 3)}
+        return RunReport(run_id=run_id, outcome=outcome, error=error, duration_seconds=round(duration, 3))
 
     async def _record(
         self,
@@ -278,7 +305,9 @@ class Scheduler:
         duration: float,
         trigger: str,
     ) -> None:
-        try:
+        # Lost, the result would leave the run "running" until its lease lapsed and another replica ran it again.
+        @retry_on_contention
+        async def record() -> None:
             async with self.ctx.db.session() as session:
                 now = await self.ctx.db.now(session)
                 result = await session.execute(
@@ -303,18 +332,22 @@ class Scheduler:
                     },
                     subject=name,
                 )
+
+        try:
+            await record()
         except Exception as exc:
             log.error("could not record the result of job %s run %d: %s", name, run_id, exc)
 
     async def _release(self, run_id: int) -> None:
-        """Expire our lease at once, so another replica reruns the interrupted tick without waiting."""
+        """Expire our lease at once, so another replica reruns the interrupted tick without waiting. A released
+        lease ends when its run started, a mark no renewal outlives: the heartbeat renews only leases that end
+        later (`apps.worker`), so one already in flight cannot extend this one again after it is released."""
         try:
             async with self.ctx.db.session() as session:
-                now = await self.ctx.db.now(session)
                 await session.execute(
                     update(JobRunRow)
                     .where(JobRunRow.id == run_id, JobRunRow.claimed_by == self.ctx.process_id)
-                    .values(lease_expires_at=now)
+                    .values(lease_expires_at=JobRunRow.started_at)
                 )
         except Exception as exc:
             log.error("could not release job run %d: %s", run_id, exc)

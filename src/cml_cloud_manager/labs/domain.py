@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 
-from ..errors import IllegalTransition
+from ..errors import IllegalTransition, one_of
 
 
 class LabState(enum.StrEnum):
@@ -20,8 +20,16 @@ ACTIONS: dict[str, tuple[set[LabState], LabState | None]] = {
     "start": ({L.DEFINED_ON_CORE, L.STOPPED}, L.STARTED),
     "stop": ({L.STARTED, L.BOOTED, L.QUEUED}, L.STOPPED),
     "wipe": ({L.STOPPED}, L.DEFINED_ON_CORE),
-    "delete": ({L.STOPPED, L.DEFINED_ON_CORE}, None),
+    # CML removes only a lab that is stopped and wiped.
+    "delete": ({L.DEFINED_ON_CORE}, None),
 }
+# What to do first, where the state alone does not say it.
+FIRST = {"delete": "Stop and wipe it first."}
+
+
+def spoken(state: str) -> str:
+    """CML's `DEFINED_ON_CORE` as a sentence says it: "defined on core"."""
+    return state.replace("_", " ").lower()
 
 
 def check_lab_action(action: str, current: str, *, title: str) -> LabState | None:
@@ -33,7 +41,9 @@ def check_lab_action(action: str, current: str, *, title: str) -> LabState | Non
         state = None
     if state not in allowed:
         raise IllegalTransition(
-            f"Cannot {action} lab '{title}' while it is {current} (allowed from: {', '.join(sorted(allowed))})",
+            f"Cannot {action} lab '{title}' while it is {spoken(current)}: "
+            f"it must be {one_of([spoken(s) for s in LabState if s in allowed])}."
+            + (f" {FIRST[action]}" if action in FIRST else ""),
             action=action,
             current=current,
         )

@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import yaml
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from ..apps.deps import DatabaseDep, IntegrationsDep, SettingsDep
 from ..auth.guard import needs
 from ..auth.roles import Role
 from ..errors import AppError, BadRequest
-from ..jobs.endpoints import queue
+from ..jobs.integrations import IntegrationsDep
+from ..jobs.queue import ACCEPTED
+from ..storage.models import WorkerRow
+from ..web.deps import DatabaseDep, SettingsDep
+from ..web.paging import Limit, Offset, Page, page_of
 from ..workers import service as workers
 from ..workers.domain import check_action
+from ..workers.schemas import RefreshLabs
 from . import service
 from .domain import check_lab_action
+from .schemas import ImportLab, LabAction, LabOperation, LabOut
 
 router = APIRouter(prefix="/api/workers/{worker_id}/labs", tags=["labs"], dependencies=needs(Role.VIEWER))
 MAX_TOPOLOGY_BYTES = 5 * 1024 * 1024
@@ -27,49 +31,68 @@ class TooLarge(AppError):
     code = "payload_too_large"
 
 
-@router.get("", summary="Labs on the worker (as of the last refresh)")
-async def list_labs(worker_id: str, db: DatabaseDep) -> list[dict[str, Any]]:
+@router.get("", summary="Labs on the worker (as of the last refresh), by title")
+async def list_labs(worker_id: str, db: DatabaseDep, limit: Limit = 100, offset: Offset = 0) -> Page[LabOut]:
     async with db.session(write=False) as session:
         await workers.get(session, worker_id)
-        return [service.public(row) for row in await service.list_for(session, worker_id)]
+        labs = [LabOut.model_validate(service.public(row)) for row in await service.list_for(session, worker_id)]
+    return page_of(labs, limit=limit, offset=offset)
 
 
 @router.post(
-    "/refresh", summary="Refresh the worker's labs from CML now", status_code=202, dependencies=needs(Role.OPERATOR)
+    "/refresh",
+    summary="Refresh the worker's labs from CML now",
+    status_code=202,
+    responses=ACCEPTED,
+    dependencies=needs(Role.OPERATOR),
 )
 async def refresh(worker_id: str, db: DatabaseDep, settings: SettingsDep) -> JSONResponse:
-    async with db.session() as session:
-        worker = await workers.get(session, worker_id)
-        check_action("operate-labs", worker.status, name=worker.name)
-        return await queue(db, settings, "labs.refresh", {"worker_id": worker_id}, session=session, worker_id=worker_id)
+    return await workers.queue_action(db, settings, worker_id, "operate-labs", RefreshLabs(worker_id=worker_id))
 
 
-async def _lab_action(db: DatabaseDep, settings: SettingsDep, worker_id: str, lab_id: str, action: str) -> JSONResponse:
-    async with db.session() as session:
-        worker = await workers.get(session, worker_id)
-        check_action("operate-labs", worker.status, name=worker.name)
+async def _lab_action(
+    db: DatabaseDep, settings: SettingsDep, worker_id: str, lab_id: str, action: LabOperation
+) -> JSONResponse:
+    async def checked_lab(session: AsyncSession, worker: WorkerRow) -> LabAction:
         lab = await service.get(session, worker_id, lab_id)
         check_lab_action(action, lab.state, title=lab.title)
-        payload = {"worker_id": worker_id, "lab_id": lab.id, "action": action}
-        return await queue(db, settings, "lab.action", payload, session=session, worker_id=worker_id)
+        return LabAction(worker_id=worker_id, lab_id=lab.id, action=action)
+
+    return await workers.queue_action(db, settings, worker_id, "operate-labs", checked_lab)
 
 
-@router.post("/{lab_id}/start", summary="Start a lab", status_code=202, dependencies=needs(Role.OPERATOR))
+@router.post(
+    "/{lab_id}/start", summary="Start a lab", status_code=202, responses=ACCEPTED, dependencies=needs(Role.OPERATOR)
+)
 async def start_lab(worker_id: str, lab_id: str, db: DatabaseDep, settings: SettingsDep) -> JSONResponse:
     return await _lab_action(db, settings, worker_id, lab_id, "start")
 
 
-@router.post("/{lab_id}/stop", summary="Stop a lab", status_code=202, dependencies=needs(Role.OPERATOR))
+@router.post(
+    "/{lab_id}/stop", summary="Stop a lab", status_code=202, responses=ACCEPTED, dependencies=needs(Role.OPERATOR)
+)
 async def stop_lab(worker_id: str, lab_id: str, db: DatabaseDep, settings: SettingsDep) -> JSONResponse:
     return await _lab_action(db, settings, worker_id, lab_id, "stop")
 
 
-@router.post("/{lab_id}/wipe", summary="Wipe a stopped lab", status_code=202, dependencies=needs(Role.OPERATOR))
+@router.post(
+    "/{lab_id}/wipe",
+    summary="Wipe a stopped lab",
+    status_code=202,
+    responses=ACCEPTED,
+    dependencies=needs(Role.OPERATOR),
+)
 async def wipe_lab(worker_id: str, lab_id: str, db: DatabaseDep, settings: SettingsDep) -> JSONResponse:
     return await _lab_action(db, settings, worker_id, lab_id, "wipe")
 
 
-@router.delete("/{lab_id}", summary="Delete a stopped or wiped lab", status_code=202, dependencies=needs(Role.OPERATOR))
+@router.delete(
+    "/{lab_id}",
+    summary="Delete a stopped or wiped lab",
+    status_code=202,
+    responses=ACCEPTED,
+    dependencies=needs(Role.OPERATOR),
+)
 async def delete_lab(worker_id: str, lab_id: str, db: DatabaseDep, settings: SettingsDep) -> JSONResponse:
     return await _lab_action(db, settings, worker_id, lab_id, "delete")
 
@@ -78,7 +101,13 @@ async def delete_lab(worker_id: str, lab_id: str, db: DatabaseDep, settings: Set
     "/{lab_id}/download",
     summary="The lab's topology as YAML",
     response_class=Response,
-    responses={200: {"content": {"application/x-yaml": {}}}},
+    responses={
+        200: {
+            "description": "CML's topology YAML, as a file named for the lab",
+            "content": {"application/x-yaml": {"schema": {"type": "string"}}},
+            "headers": {"Content-Disposition": {"schema": {"type": "string"}}},
+        }
+    },
     dependencies=needs(Role.OPERATOR),
 )
 async def download_lab(worker_id: str, lab_id: str, db: DatabaseDep, integrations: IntegrationsDep) -> Response:
@@ -99,6 +128,7 @@ async def download_lab(worker_id: str, lab_id: str, db: DatabaseDep, integration
     "/import",
     summary="Import a lab from CML topology YAML (request body)",
     status_code=202,
+    responses=ACCEPTED,
     openapi_extra={
         "requestBody": {"content": {"application/x-yaml": {"schema": {"type": "string"}}}, "required": True}
     },
@@ -117,8 +147,5 @@ async def import_lab(
         raise BadRequest(f"The body is not a YAML topology: {exc}") from None
     if not isinstance(topology, dict) or "nodes" not in topology:
         raise BadRequest("The YAML is not a CML topology (expected a mapping with 'nodes')")
-    async with db.session() as session:
-        worker = await workers.get(session, worker_id)
-        check_action("operate-labs", worker.status, name=worker.name)
-        payload = {"worker_id": worker_id, "yaml": text, "title": title}
-        return await queue(db, settings, "lab.import", payload, session=session, worker_id=worker_id)
+    payload = ImportLab(worker_id=worker_id, yaml=text, title=title)
+    return await workers.queue_action(db, settings, worker_id, "operate-labs", payload)

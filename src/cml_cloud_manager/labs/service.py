@@ -12,6 +12,7 @@ from ..cml.types import LabDetails
 from ..errors import NotFound
 from ..events import outbox
 from ..storage.models import LabRow
+from .schemas import LabsSynced
 
 
 class LabNotFound(NotFound):
@@ -67,7 +68,7 @@ async def set_state(session: AsyncSession, row: LabRow, state: str, *, reason: s
     return True
 
 
-async def sync(session: AsyncSession, worker_id: str, labs: list[LabDetails]) -> dict[str, int]:
+async def sync(session: AsyncSession, worker_id: str, labs: list[LabDetails]) -> LabsSynced:
     """Upsert what CML has, delete what it no longer has."""
     existing = {row.cml_lab_id: row for row in await list_for(session, worker_id)}
     now = datetime.now(UTC)
@@ -106,4 +107,4 @@ async def sync(session: AsyncSession, worker_id: str, labs: list[LabDetails]) ->
             session, "lab.deleted", {"lab_id": row.id, "cml_lab_id": row.cml_lab_id}, worker_id=worker_id
         )
         await session.delete(row)
-    return {"added": added, "updated": updated, "removed": len(existing)}
+    return LabsSynced(added=added, updated=updated, removed=len(existing))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
 
 from sqlalchemy import select
 
@@ -13,13 +12,15 @@ from ..jobs.context import Context
 from ..storage.models import WorkerRow
 from ..workers import service as workers
 from ..workers.domain import ServiceStatus, WorkerStatus, check_action
+from ..workers.schemas import RefreshLabs
 from . import service
 from .domain import check_lab_action
+from .schemas import ImportLab, LabAction, LabDeleted, LabImported, LabsRefreshRun, LabsSynced, LabStateSet
 
 log = logging.getLogger(__name__)
 
 
-async def refresh_worker_labs(ctx: Context, worker: WorkerRow) -> dict[str, int]:
+async def refresh_worker_labs(ctx: Context, worker: WorkerRow) -> LabsSynced:
     labs = await ctx.integrations.cml.client(worker).labs_with_details()
     async with ctx.db.session() as session:
         result = await service.sync(session, worker.id, labs)
@@ -30,7 +31,7 @@ async def refresh_worker_labs(ctx: Context, worker: WorkerRow) -> dict[str, int]
     return result
 
 
-async def labs_refresh(ctx: Context) -> dict[str, Any]:
+async def labs_refresh(ctx: Context) -> LabsRefreshRun:
     async with ctx.db.session(write=False) as session:
         available = (
             await session.scalars(
@@ -41,7 +42,7 @@ async def labs_refresh(ctx: Context) -> dict[str, Any]:
         ).all()
     slots = asyncio.Semaphore(ctx.settings.metrics_concurrency)
     failures: dict[str, str] = {}
-    totals = {"added": 0, "updated": 0, "removed": 0}
+    synced: list[LabsSynced] = []
 
     deadline = ctx.host_deadline()
 
@@ -49,9 +50,7 @@ async def labs_refresh(ctx: Context) -> dict[str, Any]:
         async with slots:
             try:
                 async with asyncio.timeout_at(deadline):
-                    result = await refresh_worker_labs(ctx, worker)
-                for key, value in result.items():
-                    totals[key] += value
+                    synced.append(await refresh_worker_labs(ctx, worker))
             except CMLError as exc:
                 failures[worker.id] = exc.message
                 log.warning("labs-refresh: %s: %s", worker.name, exc.message)
@@ -59,7 +58,13 @@ async def labs_refresh(ctx: Context) -> dict[str, Any]:
                 failures[worker.id] = "CML did not answer within this run's time budget"
 
     await asyncio.gather(*(one(worker) for worker in available))
-    return {"workers": len(available), **totals, "failed": failures}
+    return LabsRefreshRun(
+        workers=len(available),
+        added=sum(s.added for s in synced),
+        updated=sum(s.updated for s in synced),
+        removed=sum(s.removed for s in synced),
+        failed=failures,
+    )
 
 
 async def _worker(ctx: Context, worker_id: str) -> WorkerRow:
@@ -69,11 +74,11 @@ async def _worker(ctx: Context, worker_id: str) -> WorkerRow:
     return worker
 
 
-async def lab_action(ctx: Context, payload: dict[str, Any]) -> dict[str, Any]:
-    action: str = payload["action"]
-    worker = await _worker(ctx, payload["worker_id"])
+async def lab_action(ctx: Context, payload: LabAction) -> LabStateSet | LabDeleted:
+    action = payload.action
+    worker = await _worker(ctx, payload.worker_id)
     async with ctx.db.session(write=False) as session:
-        lab = await service.get(session, worker.id, payload["lab_id"])
+        lab = await service.get(session, worker.id, payload.lab_id)
     client = ctx.integrations.cml.client(worker)
     # CML is the authority on the current state; our record may be one refresh behind.
     current = (await client.lab_state(lab.cml_lab_id)).value
@@ -85,27 +90,27 @@ async def lab_action(ctx: Context, payload: dict[str, Any]) -> dict[str, Any]:
         labs = await client.labs_with_details()
         async with ctx.db.session() as session:
             await service.sync(session, worker.id, labs)
-        return {"lab_id": lab.id, "deleted": True}
+        return LabDeleted(lab_id=lab.id)
     assert target is not None
     await operation(lab.cml_lab_id)
     async with ctx.db.session() as session:
         row = await service.get(session, worker.id, lab.id)
         await service.set_state(session, row, target.value, reason=f"{action} by an operator")
-    return {"lab_id": lab.id, "state": target.value}
+    return LabStateSet(lab_id=lab.id, state=target.value)
 
 
-async def import_lab(ctx: Context, payload: dict[str, Any]) -> dict[str, Any]:
-    worker = await _worker(ctx, payload["worker_id"])
+async def import_lab(ctx: Context, payload: ImportLab) -> LabImported:
+    worker = await _worker(ctx, payload.worker_id)
     client = ctx.integrations.cml.client(worker)
     await ctx.progress("Uploading the lab topology to CML")
-    imported = await client.import_lab(payload["yaml"], title=payload.get("title"))
+    imported = await client.import_lab(payload.yaml, title=payload.title)
     labs = await client.labs_with_details()
     async with ctx.db.session() as session:
         await service.sync(session, worker.id, labs)
         row = await service.get(session, worker.id, imported.id)
-    return {"lab_id": row.id, "cml_lab_id": imported.id, "title": row.title, "warnings": list(imported.warnings)}
+    return LabImported(lab_id=row.id, cml_lab_id=imported.id, title=row.title, warnings=list(imported.warnings))
 
 
-async def refresh_labs(ctx: Context, payload: dict[str, Any]) -> dict[str, Any]:
-    worker = await _worker(ctx, payload["worker_id"])
+async def refresh_labs(ctx: Context, payload: RefreshLabs) -> LabsSynced:
+    worker = await _worker(ctx, payload.worker_id)
     return await refresh_worker_labs(ctx, worker)

@@ -4,43 +4,31 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from ..apps.deps import DatabaseDep, SettingsDep
 from ..auth.guard import needs
+from ..auth.json_body import JsonBodyRoute
 from ..auth.roles import Role
-from ..jobs.endpoints import queue
+from ..jobs.queue import ACCEPTED
+from ..web.deps import DatabaseDep, SettingsDep
 from ..workers import service as workers
-from ..workers.domain import check_action
+from .schemas import DeregisterLicense, RegisterLicense, Registration
 
-router = APIRouter(prefix="/api/workers/{worker_id}/license", tags=["license"], dependencies=needs(Role.ADMIN))
-
-
-class Registration(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    token: SecretStr = Field(description="Smart Licensing registration token; never logged or echoed")
-    reregister: bool = False
+router = APIRouter(
+    prefix="/api/workers/{worker_id}/license",
+    tags=["license"],
+    dependencies=needs(Role.ADMIN),
+    route_class=JsonBodyRoute,
+)
 
 
-async def _queue(
-    db: DatabaseDep, settings: SettingsDep, worker_id: str, type: str, payload: dict[str, object]
-) -> JSONResponse:
-    async with db.session() as session:
-        worker = await workers.get(session, worker_id)
-        check_action("license", worker.status, name=worker.name)
-        return await queue(
-            db, settings, type, {"worker_id": worker_id, **payload}, session=session, worker_id=worker_id
-        )
-
-
-@router.post("", summary="Register the CML license", status_code=202)
+@router.post("", summary="Register the CML license", status_code=202, responses=ACCEPTED)
 async def register(worker_id: str, body: Registration, db: DatabaseDep, settings: SettingsDep) -> JSONResponse:
+    # The token goes in the command's secret, never in its payload (which is kept and shown for HISTORY_DAYS).
     token = body.token.get_secret_value().strip()
-    payload = {"token": token, "reregister": body.reregister}
-    return await _queue(db, settings, worker_id, "license.register", payload)
+    payload = RegisterLicense(worker_id=worker_id, reregister=body.reregister)
+    return await workers.queue_action(db, settings, worker_id, "license", payload, secret=token)
 
 
-@router.delete("", summary="Deregister the CML license", status_code=202)
+@router.delete("", summary="Deregister the CML license", status_code=202, responses=ACCEPTED)
 async def deregister(worker_id: str, db: DatabaseDep, settings: SettingsDep) -> JSONResponse:
-    return await _queue(db, settings, worker_id, "license.deregister", {})
+    return await workers.queue_action(db, settings, worker_id, "license", DeregisterLicense(worker_id=worker_id))

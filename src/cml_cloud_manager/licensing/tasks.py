@@ -1,39 +1,31 @@
-"""License registration commands. The token lives only in the command payload and is scrubbed after use."""
+"""License registration commands. The token is the command's secret (`jobs.commands`), never in its payload;
+the queue deletes it when the command ends, whatever the outcome."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from sqlalchemy import update
-
 from ..cml.errors import CMLError
 from ..events import outbox
+from ..jobs import commands
 from ..jobs.context import Context
-from ..storage.models import CommandRow
 from ..workers import service as workers
 from ..workers.domain import check_action
-
-REDACTED = "***"
-
-
-async def _scrub(ctx: Context) -> None:
-    async with ctx.db.session() as session:
-        await session.execute(
-            update(CommandRow).where(CommandRow.id == ctx.command_id).values(payload={"token": REDACTED})
-        )
+from .schemas import DeregisterLicense, LicenseReport, RegisterLicense
 
 
-async def _run(ctx: Context, payload: dict[str, Any], action: str) -> dict[str, Any]:
+async def _run(ctx: Context, payload: RegisterLicense | DeregisterLicense) -> LicenseReport:
+    action = "registration" if isinstance(payload, RegisterLicense) else "deregistration"
     async with ctx.db.session(write=False) as session:
-        worker = await workers.get(session, payload["worker_id"])
+        worker = await workers.get(session, payload.worker_id)
     check_action("license", worker.status, name=worker.name)
     client = ctx.integrations.cml.client(worker)
+    # Read before anything is announced: a command whose token is gone fails without a "started" left open.
+    token = await commands.secret(ctx) if isinstance(payload, RegisterLicense) else ""
     async with ctx.db.session() as session:
         await outbox.append(session, f"license.{action}.started", {"name": worker.name}, worker_id=worker.id)
     try:
-        if action == "registration":
+        if isinstance(payload, RegisterLicense):
             await ctx.progress("Registering the CML license with Smart Licensing")
-            await client.register_license(payload["token"], reregister=bool(payload.get("reregister")))
+            await client.register_license(token, reregister=payload.reregister)
         else:
             await ctx.progress("Deregistering the CML license")
             await client.deregister_license()
@@ -44,9 +36,6 @@ async def _run(ctx: Context, payload: dict[str, Any], action: str) -> dict[str, 
                 session, f"license.{action}.failed", {"name": worker.name, "error": exc.message}, worker_id=worker.id
             )
         raise
-    finally:
-        if action == "registration":
-            await _scrub(ctx)
     async with ctx.db.session() as session:
         row = await workers.get(session, worker.id)
         row.license_status = licensing.status.value
@@ -56,12 +45,12 @@ async def _run(ctx: Context, payload: dict[str, Any], action: str) -> dict[str, 
             {"name": worker.name, "license_status": row.license_status},
             worker_id=worker.id,
         )
-    return {"license_status": licensing.status.value}
+    return LicenseReport(license_status=licensing.status.value)
 
 
-async def register(ctx: Context, payload: dict[str, Any]) -> dict[str, Any]:
-    return await _run(ctx, payload, "registration")
+async def register(ctx: Context, payload: RegisterLicense) -> LicenseReport:
+    return await _run(ctx, payload)
 
 
-async def deregister(ctx: Context, payload: dict[str, Any]) -> dict[str, Any]:
-    return await _run(ctx, payload, "deregistration")
+async def deregister(ctx: Context, payload: DeregisterLicense) -> LicenseReport:
+    return await _run(ctx, payload)

@@ -31,18 +31,23 @@ def sandbox_env(aws_url: str, cml_url: str) -> dict[str, str]:
         "WORKER_METRICS_INTERVAL": "20",
         "LABS_REFRESH_INTERVAL": "60",
         "IDLE_DETECTION_INTERVAL": "120",
-        "DATABASE_URL": f"sqlite+aiosqlite:///./{SANDBOX_DB}",
+        # Absolute: `sandbox aws|all` print it for processes started from other shells.
+        "DATABASE_URL": f"sqlite+aiosqlite:///{SANDBOX_DB.resolve()}",
     }
     return {**defaults, **aws_env(), **{k: v for k, v in os.environ.items() if k in defaults}}
+
+
+def reset_sandbox_database() -> None:
+    """The emulator starts empty every time, so the demo database does too (unless DATABASE_URL names another)."""
+    if "DATABASE_URL" not in os.environ:
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{SANDBOX_DB}{suffix}").unlink(missing_ok=True)
 
 
 def run_sandbox(settings: Settings) -> int:
     log_dir = Path("var/sandbox")
     log_dir.mkdir(parents=True, exist_ok=True)
-    if "DATABASE_URL" not in os.environ:
-        # The emulator starts empty every time, so the demo database does too.
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{SANDBOX_DB}{suffix}").unlink(missing_ok=True)
+    reset_sandbox_database()
     log.info("sandbox: starting the AWS emulator and the CML simulator (logs in %s/)", log_dir)
     aws = start_moto(log_dir)
     try:

@@ -64,7 +64,8 @@ def aws_env() -> dict[str, str]:
 
 
 def start_moto(log_dir: Path, port: int | None = None) -> ChildServer:
-    """moto in server mode on loopback (the `sandbox` extra installs it)."""
+    """The AWS emulator (moto's server with our additions, see `aws_emulator`) on loopback; the `sandbox` extra
+    installs moto."""
     try:
         import moto.server  # noqa: F401
     except ImportError:
@@ -76,7 +77,7 @@ def start_moto(log_dir: Path, port: int | None = None) -> ChildServer:
     # A file, not a pipe: moto logs every request and would block once a pipe buffer filled up.
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            [sys.executable, "-m", "cml_cloud_manager.sandbox.aws_emulator", "-H", "127.0.0.1", "-p", str(port)],
             stdout=out,
             stderr=subprocess.STDOUT,
             env=env,

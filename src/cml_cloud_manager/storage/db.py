@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Select, event, text
+from sqlalchemy import Select, event, func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -18,11 +18,24 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from ..config import Settings
 from .hot_reads import HotReads
 from .jsoncodec import dumps, loads
+from .models import EventRow
 
 log = logging.getLogger(__name__)
 
 EVENTS_WRITTEN = "events_written"
 SOURCE = "event_source"
+# Events appended in this transaction (`events.outbox.append`), inserted just before it commits.
+PENDING_EVENTS = "pending_events"
+
+# The outbox's lock on PostgreSQL. Writers of events take it so that sequence numbers commit in order: the relay
+# reads "everything after the last seq I saw" and must never skip a lower number that commits late.
+#
+# Lock order (issue 16): every writing transaction takes its row locks first and this lock last, just before
+# COMMIT, and while holding it only inserts events (a table no other lock guards) and commits. A transaction that
+# waits for it therefore waits for one that never waits for anything: no lock cycle can pass through it. Before,
+# the lock was taken with a transaction's first event and held across later row updates, so an operator's write
+# (row, then lock) and worker-metrics (lock, then rows) deadlocked.
+OUTBOX_LOCK = 0x434D4C02
 
 
 def _sqlite_engine(url: str, begin: str) -> AsyncEngine:
@@ -37,6 +50,8 @@ def _sqlite_engine(url: str, begin: str) -> AsyncEngine:
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
+        # Deleted rows are overwritten with zeros, so a scrubbed secret (a license token) leaves no copy behind.
+        cursor.execute("PRAGMA secure_delete=ON")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
@@ -50,11 +65,15 @@ def _sqlite_engine(url: str, begin: str) -> AsyncEngine:
 TRUSTED_IDLE_SECONDS = 2.0
 
 
-def _postgres_engine(url: str, pool_size: int) -> AsyncEngine:
+def _postgres_engine(url: str, pool_size: int, timeout: float | None) -> AsyncEngine:
     """Pings a pooled connection before use only if it sat idle: SQLAlchemy's `pool_pre_ping` costs three
     round trips (BEGIN, ping, ROLLBACK) on every checkout, more than the query a request makes. A connection
     that fails anyway (the database restarted within the last seconds) fails that one request with 503 and
-    SQLAlchemy then replaces every pooled connection."""
+    SQLAlchemy then replaces every pooled connection.
+
+    `timeout` bounds connecting and each statement (asyncpg's own timeouts): a database that accepted the
+    connection and then stopped answering (a network blackhole, a hung server) fails the statement with a
+    TimeoutError (503) instead of holding the request; a refused connection fails at once anyway."""
     engine = create_async_engine(
         url,
         pool_size=pool_size,
@@ -62,7 +81,8 @@ def _postgres_engine(url: str, pool_size: int) -> AsyncEngine:
         pool_timeout=10,
         json_serializer=dumps,
         json_deserializer=loads,
-        connect_args={"timeout": 5, "command_timeout": 60},
+        # Unbounded (None): statements take what they take; connecting keeps asyncpg's own 60 s limit.
+        connect_args={"timeout": timeout or 60, "command_timeout": timeout},
     )
 
     @event.listens_for(engine.sync_engine, "connect")
@@ -86,7 +106,9 @@ class Database:
     """Owns the engines. Writers on SQLite take the write lock up front (BEGIN IMMEDIATE) so two processes
     never deadlock upgrading a read lock; readers stay concurrent under WAL."""
 
-    def __init__(self, settings: Settings, *, source: str = "cml-cloud-manager") -> None:
+    def __init__(self, settings: Settings, *, source: str = "cml-cloud-manager", unbounded: bool = False) -> None:
+        """`unbounded`: statements may take as long as they need, beyond DATABASE_TIMEOUT_SECONDS (`migrate`
+        rewriting a large table)."""
         self.source = source
         self.url = settings.database_url
         self.is_sqlite = settings.is_sqlite
@@ -94,15 +116,19 @@ class Database:
             database = make_url(self.url).database
             if database and database != ":memory:":
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
+                # Private from the start, like the admin token: SQLite would create it 0644 under the usual umask,
+                # and it gives the -wal and -shm files the database file's mode.
+                Path(database).touch(mode=0o600, exist_ok=True)
             self.write_engine = _sqlite_engine(self.url, "BEGIN IMMEDIATE")
             self.read_engine = _sqlite_engine(self.url, "BEGIN")
             self.hot_reads: HotReads | None = None
         else:
-            self.write_engine = _postgres_engine(self.url, settings.database_pool_size)
+            timeout = None if unbounded else settings.database_timeout_seconds
+            self.write_engine = _postgres_engine(self.url, settings.database_pool_size, timeout)
             # Reads skip BEGIN/COMMIT: one round trip per query instead of three. A read of several statements
             # (a page and its total) may see two snapshots; nothing relies on more.
             self.read_engine = self.write_engine.execution_options(isolation_level="AUTOCOMMIT")
-            self.hot_reads = HotReads(self.url, self.write_engine.dialect, settings.database_pool_size)
+            self.hot_reads = HotReads(self.url, self.write_engine.dialect, settings.database_pool_size, timeout)
         self._writer = async_sessionmaker(self.write_engine, expire_on_commit=False)
         self._reader = async_sessionmaker(self.read_engine, expire_on_commit=False)
         # Called after a commit that wrote events, with the session's `info` (see `apps.runtime`).
@@ -114,9 +140,38 @@ class Database:
         factory = self._writer if write else self._reader
         async with factory() as session, session.begin():
             session.info[SOURCE] = self.source
+            if write:
+                session.info[PENDING_EVENTS] = []
             yield session
+            await self._write_events(session)
         if session.info.get(EVENTS_WRITTEN) and self.on_commit is not None:
             await self.on_commit(session.info)
+
+    async def _write_events(self, session: AsyncSession) -> None:
+        """The transaction's events, last (see `OUTBOX_LOCK`): its row changes are flushed, and their row locks
+        taken, before the outbox lock; the COMMIT that follows inserts the events and releases every lock."""
+        events: list[EventRow] = session.info.pop(PENDING_EVENTS, None) or []
+        if not events:
+            return
+        await session.flush()
+        if not self.is_sqlite:  # SQLite's BEGIN IMMEDIATE already made this the only writer
+            await session.execute(select(func.pg_advisory_xact_lock(OUTBOX_LOCK)))
+        session.add_all(events)
+
+    @asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[AsyncSession]:
+        """A read-only transaction whose statements all see one snapshot: what a process loads its in-memory
+        state from, together with the outbox position that state is current to. On PostgreSQL, REPEATABLE READ
+        (the usual reads run in autocommit, one snapshot per statement); SQLite's WAL read transaction is one
+        snapshot already."""
+        engine = (
+            self.read_engine
+            if self.is_sqlite
+            else self.write_engine.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+        )
+        async with AsyncSession(engine, expire_on_commit=False) as session, session.begin():
+            session.info[SOURCE] = self.source
+            yield session
 
     async def rows(self, statement: Select[Any], params: Mapping[str, Any]) -> Sequence[Sequence[Any]]:
         """All rows of a read-only statement built once at module level (the API's hottest reads): on asyncpg

@@ -36,12 +36,13 @@ class DatabaseUnavailable(ConnectionError):
 class HotReads:
     """Opens its pool on first use and keeps at most `pool_size` connections; `close()` ends them."""
 
-    def __init__(self, url: str, dialect: Dialect, pool_size: int) -> None:
+    def __init__(self, url: str, dialect: Dialect, pool_size: int, timeout: float | None) -> None:
         # The engine's own translation of DATABASE_URL, so both pools connect alike (host, ssl, sockets...).
         _, connect_kwargs = dialect.create_connect_args(make_url(url))
         self.connect_kwargs: dict[str, Any] = {
-            "timeout": 5,  # connecting, as the SQLAlchemy engine's `connect_args`
-            "command_timeout": 60,
+            # Connecting and each statement, as the SQLAlchemy engine's `connect_args` (DATABASE_TIMEOUT_SECONDS).
+            "timeout": timeout or 60,
+            "command_timeout": timeout,
             "server_settings": {"application_name": "cml-cloud-manager/hot-reads"},
         }
         self.connect_kwargs.update((key, value) for key, value in connect_kwargs.items() if key not in _SQLALCHEMY_ONLY)

@@ -122,6 +122,18 @@ class LabRow(Base):
     updated_at: Mapped[datetime]
 
 
+class ExclusionRow(Base):
+    """An instance removed from the fleet that auto-import and import by AMI must leave alone, until lifted."""
+
+    __tablename__ = "exclusions"
+
+    aws_instance_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    aws_region: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(255))
+    excluded_by: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime]
+
+
 class SystemSettingRow(Base):
     __tablename__ = "system_settings"
 
@@ -149,6 +161,17 @@ class CommandRow(Base):
     created_at: Mapped[datetime]
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+
+
+class CommandSecretRow(Base):
+    """A secret a queued command needs (a license token), kept out of the command's payload, which stays for
+    HISTORY_DAYS and is shown by `GET /api/commands/{id}`. Deleted when the command ends, whatever the outcome
+    (see `jobs.commands`); deleting the command deletes it too."""
+
+    __tablename__ = "command_secrets"
+
+    command_id: Mapped[str] = mapped_column(ForeignKey("commands.id", ondelete="CASCADE"), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
 
 
 class JobRunRow(Base):
@@ -229,7 +252,8 @@ class ApiTokenRow(Base):
 
 
 class SessionRow(Base):
-    """Browser sessions behind an HttpOnly cookie; the cookie value is stored only as its SHA-256."""
+    """Browser sessions behind an HttpOnly cookie; the cookie value is stored only as its SHA-256. The OIDC
+    refresh and ID tokens are stored encrypted (`auth.keys`)."""
 
     __tablename__ = "sessions"
 
@@ -237,6 +261,8 @@ class SessionRow(Base):
     subject: Mapped[str] = mapped_column(String(255))
     roles: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     csrf_token: Mapped[str] = mapped_column(String(64))
+    # Token mode: the SHA-256 of the API token the session was opened with; it lives only while that token does.
+    token_sha256: Mapped[str | None] = mapped_column(String(64), index=True)
     refresh_token: Mapped[str | None] = mapped_column(Text)
     id_token: Mapped[str | None] = mapped_column(Text)
     access_expires_at: Mapped[datetime | None]
@@ -245,11 +271,13 @@ class SessionRow(Base):
 
 
 class LoginStateRow(Base):
-    """An OIDC login in progress: `state`, `nonce` and the PKCE verifier, checked at the callback."""
+    """An OIDC login in progress: `state`, `nonce` and the PKCE verifier, checked at the callback, bound to the
+    browser that started it by the SHA-256 of its pre-login cookie."""
 
     __tablename__ = "login_states"
 
     state: Mapped[str] = mapped_column(String(64), primary_key=True)
+    browser_sha256: Mapped[str] = mapped_column(String(64))
     nonce: Mapped[str] = mapped_column(String(64))
     code_verifier: Mapped[str] = mapped_column(String(128))
     return_to: Mapped[str] = mapped_column(String(512), default="/")

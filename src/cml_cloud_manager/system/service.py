@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..events import outbox
+from ..jobs.scheduler import Override
 from ..storage.models import SystemSettingRow
 
 
-async def get_all(session: AsyncSession) -> dict[str, Any]:
+async def get_all(session: AsyncSession) -> dict[str, Override]:
     rows = (await session.scalars(select(SystemSettingRow).order_by(SystemSettingRow.key))).all()
     return {row.key: row.value for row in rows}
 
 
-async def update(session: AsyncSession, changes: dict[str, Any], *, actor: str) -> dict[str, Any]:
+async def update(session: AsyncSession, changes: dict[str, Override | None], *, actor: str) -> dict[str, Override]:
     """Upsert; a `None` value removes the override so the env setting applies again."""
     now = datetime.now(UTC)
     for key, value in changes.items():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
 from sqlalchemy import delete, func, select
 
@@ -17,9 +16,10 @@ from ..storage.models import (
     ProcessRow,
     SessionRow,
 )
+from .schemas import Pruned
 
 
-async def housekeeping(ctx: Context) -> dict[str, Any]:
+async def housekeeping(ctx: Context) -> Pruned:
     history = timedelta(days=ctx.settings.history_days)
     async with ctx.db.session() as session:
         now = await ctx.db.now(session)
@@ -41,11 +41,11 @@ async def housekeeping(ctx: Context) -> dict[str, Any]:
         processes = await session.execute(delete(ProcessRow).where(ProcessRow.last_heartbeat < now - history))
         sessions = await session.execute(delete(SessionRow).where(SessionRow.expires_at <= now))
         await session.execute(delete(LoginStateRow).where(LoginStateRow.created_at < now - timedelta(hours=1)))
-    return {
-        "events_pruned": events.rowcount,  # type: ignore[attr-defined]
-        "job_runs_pruned": runs.rowcount,  # type: ignore[attr-defined]
-        "commands_pruned": commands.rowcount,  # type: ignore[attr-defined]
-        "metric_samples_pruned": samples.rowcount,  # type: ignore[attr-defined]
-        "processes_pruned": processes.rowcount,  # type: ignore[attr-defined]
-        "sessions_pruned": sessions.rowcount,  # type: ignore[attr-defined]
-    }
+    return Pruned(
+        events_pruned=events.rowcount,  # type: ignore[attr-defined]
+        job_runs_pruned=runs.rowcount,  # type: ignore[attr-defined]
+        commands_pruned=commands.rowcount,  # type: ignore[attr-defined]
+        metric_samples_pruned=samples.rowcount,  # type: ignore[attr-defined]
+        processes_pruned=processes.rowcount,  # type: ignore[attr-defined]
+        sessions_pruned=sessions.rowcount,  # type: ignore[attr-defined]
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 
-from ..errors import IllegalTransition
+from ..errors import IllegalTransition, one_of
 
 
 class WorkerStatus(enum.StrEnum):
@@ -77,11 +77,31 @@ def check_transition(current: str, new: str) -> WorkerStatus:
     return target
 
 
+# How each action reads in a sentence ("Cannot {phrase} worker 'x' while it is stopped").
+PHRASES: dict[str, str] = {
+    "start": "start",
+    "stop": "stop",
+    "terminate": "terminate",
+    "refresh": "refresh",
+    "operate-labs": "operate labs on",
+    "tags": "change the tags of",
+    "monitoring": "change detailed monitoring of",
+    "license": "change the license of",
+}
+
+
+def spoken(status: str) -> str:
+    """A status as a sentence says it: `shutting-down` is "shutting down"."""
+    return status.replace("-", " ")
+
+
 def check_action(action: str, current: str, *, name: str) -> None:
-    if WorkerStatus(current) not in ACTIONS[action]:
-        allowed = ", ".join(sorted(ACTIONS[action])) or "no status"
-        raise IllegalTransition(
-            f"Cannot {action} worker '{name}' while it is {current} (allowed from: {allowed})",
-            action=action,
-            current=current,
-        )
+    allowed = ACTIONS[action]
+    if WorkerStatus(current) in allowed:
+        return
+    message = f"Cannot {PHRASES[action]} worker '{name}' while it is {spoken(current)}"
+    # Name the statuses that would do only when they are the short list; "while it is terminated" says enough
+    # when nearly every status would.
+    if len(allowed) <= len(WorkerStatus) - len(allowed):
+        message += f": it must be {one_of([spoken(s) for s in WorkerStatus if s in allowed])}"
+    raise IllegalTransition(f"{message}.", action=action, current=current)

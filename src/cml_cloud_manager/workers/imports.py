@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
 
 from sqlalchemy import select
 
@@ -13,8 +12,9 @@ from ..aws.types import Image, Instance
 from ..jobs.commands import enqueue
 from ..jobs.context import Context
 from ..storage.models import WorkerRow
-from . import service
+from . import exclusions, service
 from .domain import WorkerStatus
+from .schemas import ImportByAmi, ImportRun, RefreshWorkers
 from .sync import TAG_WORKER_ID
 from .tasks import import_one
 
@@ -33,13 +33,14 @@ async def _matching(ctx: Context, region: str, pattern: str) -> tuple[list[Insta
         region,
         filters={
             "image-id": list(names),
-            "instance-state-name": ["pending", "running", "stopping", "stopped", "shutting-down"],
+            # Not `shutting-down`: an instance on its way out (one being terminated) is not worth importing.
+            "instance-state-name": ["pending", "running", "stopping", "stopped"],
         },
     )
     return instances, names
 
 
-async def import_matching(ctx: Context, regions: list[str], pattern: str, *, reason: str) -> dict[str, Any]:
+async def import_matching(ctx: Context, regions: list[str], pattern: str, *, reason: str) -> ImportRun:
     """Import every instance from an AMI matching `pattern`; with the full picture of a region, also mark
     managed workers whose instance no longer exists as terminated."""
     imported: list[str] = []
@@ -53,21 +54,22 @@ async def import_matching(ctx: Context, regions: list[str], pattern: str, *, rea
         instances, ami_names = result
         async with ctx.db.session() as session:
             fresh = []
+            skipped = await exclusions.excluded(session, [i.id for i in instances])
             for instance in instances:
-                if await service.by_instance(session, instance.id) is not None:
-                    continue
+                if instance.id in skipped or await service.by_instance(session, instance.id) is not None:
+                    continue  # removed from the fleet by an operator, or managed already
                 owner = instance.tags.get(TAG_WORKER_ID)
                 if owner and await session.get(WorkerRow, owner) is not None:
                     continue  # launched by a create command, which adopts it into its own worker
                 row = await import_one(session, instance, reason=reason, ami_name=ami_names[instance.image_id])
                 fresh.append(row.id)
             if fresh:  # metrics and CML state now, not at the next worker-metrics tick
-                await enqueue(session, "worker.refresh", {"worker_ids": fresh})
+                await enqueue(session, RefreshWorkers(worker_ids=fresh))
         imported += fresh
         vanished += await _mark_vanished(ctx, region)
     if imported or vanished:
         log.info("auto-import: %d imported, %d marked terminated", len(imported), len(vanished))
-    return {"imported": imported, "terminated": vanished, "failed_regions": failed}
+    return ImportRun(imported=imported, terminated=vanished, failed_regions=failed)
 
 
 async def _mark_vanished(ctx: Context, region: str) -> list[str]:
@@ -96,11 +98,11 @@ async def _mark_vanished(ctx: Context, region: str) -> list[str]:
     return marked
 
 
-async def auto_import(ctx: Context) -> dict[str, Any]:
+async def auto_import(ctx: Context) -> ImportRun:
     return await import_matching(ctx, ctx.settings.aws_regions, ctx.settings.cml_ami_name_pattern, reason="auto-import")
 
 
-async def import_by_ami(ctx: Context, payload: dict[str, Any]) -> dict[str, Any]:
-    regions = [payload["region"]] if payload.get("region") else ctx.settings.aws_regions
-    await ctx.progress(f"Looking for instances from AMIs named {payload['ami_name_pattern']!r}")
-    return await import_matching(ctx, regions, payload["ami_name_pattern"], reason="imported by AMI name")
+async def import_by_ami(ctx: Context, payload: ImportByAmi) -> ImportRun:
+    regions = [payload.region] if payload.region else ctx.settings.aws_regions
+    await ctx.progress(f"Looking for instances from AMIs named {payload.ami_name_pattern!r}")
+    return await import_matching(ctx, regions, payload.ami_name_pattern, reason="imported by AMI name")

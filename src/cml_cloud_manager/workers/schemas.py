@@ -1,11 +1,15 @@
-"""What the API says about workers."""
+"""What the API says about workers, what it is asked, and the payloads of the worker commands."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, model_validator
+
+from ..jobs.context import CommandPayload, Report
+from ..web.paging import Page
+from .domain import WorkerStatus
 
 
 class WorkerOut(BaseModel):
@@ -25,7 +29,9 @@ class WorkerOut(BaseModel):
     public_ip: str | None
     private_ip: str | None
     cml_version: str
-    cml_ready: bool
+    cml_ready: bool = Field(
+        description="CML answered and says it is ready: true only while service_status is available"
+    )
     cpu_percent: float | None
     memory_percent: float | None
     disk_percent: float | None
@@ -48,18 +54,26 @@ class WorkerOut(BaseModel):
     updated_at: datetime
 
 
-class WorkerPage(BaseModel):
-    items: list[WorkerOut]
+class WorkerPage(Page[WorkerOut]):
+    """The one list envelope, named for the OpenAPI document."""
+
+
+class WorkerRemoved(BaseModel):
+    deleted: str = Field(description="The worker's id")
+    terminated: bool
+    excluded: str | None = Field(description="The instance now excluded from imports")
+
+
+class FleetSummary(BaseModel):
     total: int
-    limit: int
-    offset: int
-
-
-class CommandAccepted(BaseModel):
-    command_id: str
-    status: str
-    worker_alive: bool
-    message: str
+    by_status: dict[str, int]
+    running: int
+    stopped: int
+    failed: int
+    avg_cpu_percent: float | None = Field(description="Of running workers with a sample")
+    hourly_cost_usd: float = Field(description="Estimated, running workers of a known instance type")
+    cost_by_type: dict[str, float]
+    unpriced_types: list[str] = Field(description="Running instance types without a known price")
 
 
 class WorkerCreate(BaseModel):
@@ -90,6 +104,15 @@ class TagsUpdate(BaseModel):
     remove: list[str] = Field(default_factory=list)
 
 
+class MonitoringUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # Strict: "false" or 0 must not pass for a yes or no.
+    enabled: StrictBool = Field(
+        description="true: 1-minute CloudWatch metrics (AWS charges for them); false: back to 5-minute"
+    )
+
+
 class IdleUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -105,3 +128,161 @@ class MetricSample(BaseModel):
     memory_percent: float | None
     disk_percent: float | None
     labs_count: int
+
+
+INSTANCE_ID = r"^i-[0-9a-f]{8,17}$"
+
+
+def _tag_key(key: str) -> str:
+    if not key or len(key) > 128 or key.lower().startswith("aws:"):
+        raise ValueError(f"tag key {key!r} is not allowed (1-128 characters, not starting with 'aws:')")
+    return key
+
+
+# What EC2 accepts as a tag: checked when the command is queued, not when AWS refuses it minutes later.
+TagKey = Annotated[str, AfterValidator(_tag_key)]
+TagValue = Annotated[str, Field(max_length=256)]
+
+
+class WorkerCommand(CommandPayload):
+    """A command about one worker."""
+
+    worker_id: str = Field(min_length=1)
+
+
+class StartWorker(WorkerCommand):
+    command: ClassVar[str] = "worker.start"
+
+
+class StopWorker(WorkerCommand):
+    command: ClassVar[str] = "worker.stop"
+
+
+class DeleteWorker(WorkerCommand):
+    command: ClassVar[str] = "worker.delete"
+
+    terminate: bool = False
+
+
+class CreateWorker(WorkerCommand):
+    """The launch options of `POST /api/workers`; the worker record holds the rest (name, region, AMI, type)."""
+
+    command: ClassVar[str] = "worker.create"
+
+    subnet_id: str | None = None
+    security_group_ids: list[str] | None = None
+    key_name: str | None = None
+    tags: dict[TagKey, TagValue] = Field(default_factory=dict)
+
+
+class ImportInstance(CommandPayload):
+    command: ClassVar[str] = "worker.import"
+
+    region: str = Field(min_length=1)
+    instance_id: str = Field(pattern=INSTANCE_ID)
+
+
+class ImportByAmi(CommandPayload):
+    command: ClassVar[str] = "worker.import-by-ami"
+
+    region: str | None = Field(None, description="None: every managed region")
+    ami_name_pattern: str = Field(min_length=1)
+
+
+class SetTags(WorkerCommand):
+    command: ClassVar[str] = "worker.tags"
+
+    set: dict[TagKey, TagValue] = Field(default_factory=dict)
+    remove: list[TagKey] = Field(default_factory=list)
+
+
+class SetMonitoring(WorkerCommand):
+    command: ClassVar[str] = "worker.monitoring"
+
+    enabled: bool = True  # commands queued before it had this flag meant on
+
+
+class RefreshWorkers(CommandPayload):
+    command: ClassVar[str] = "worker.refresh"
+
+    worker_ids: list[str] = Field(min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_worker(cls, data: Any) -> Any:
+        # Refreshes queued by an operator before this model named their worker `worker_id`: still runnable.
+        if isinstance(data, dict) and "worker_id" in data and "worker_ids" not in data:
+            rest = {key: value for key, value in data.items() if key != "worker_id"}
+            return {**rest, "worker_ids": [data["worker_id"]]}
+        return data
+
+
+class FollowState(WorkerCommand):
+    """Follow a change made outside a command (idle detection's stops) to `goal`."""
+
+    command: ClassVar[str] = "worker.follow"
+
+    goal: WorkerStatus
+
+
+class RefreshLabs(WorkerCommand):
+    """Run by the labs slice; here because workers queue it too (`sync.py`, when CML comes up), and the labs
+    slice imports this one, not the other way round."""
+
+    command: ClassVar[str] = "labs.refresh"
+
+
+# What the worker commands and jobs report (a command's `result`, a run's `summary`).
+
+
+class Followed(Report):
+    """Where following an instance got to."""
+
+    status: str
+    settled: bool = Field(description="Reached the goal, or a status it never leaves by itself")
+    service_status: str | None = Field(None, exclude_if=lambda v: v is None, description="When the goal is running")
+
+
+class Created(Followed):
+    instance_id: str
+
+
+class Deleted(Report):
+    deleted: str
+    terminated: bool
+
+
+class Imported(Report):
+    worker_id: str
+    status: str
+
+
+class TagsSet(Report):
+    tags: dict[str, str]
+
+
+class MonitoringSet(Report):
+    monitoring: str = Field(description="EC2's monitoring state of the instance")
+
+
+class RunSeconds(BaseModel):
+    observe: float = Field(description="Asking AWS and CML (concurrently)")
+    store: float
+
+
+class Observed(Report):
+    """A worker-metrics run, or a refresh of some workers."""
+
+    workers: int
+    changed: int
+    cml_unreachable: int
+    cml_backing_off: int
+    superseded: int = Field(description="Observations dropped: the worker changed during the run")
+    failed_regions: dict[str, str]
+    seconds: RunSeconds
+
+
+class ImportRun(Report):
+    imported: list[str]
+    terminated: list[str] = Field(description="Workers whose instance vanished")
+    failed_regions: dict[str, str]

@@ -1,20 +1,31 @@
-"""Worker aggregate operations. Module-level functions, session first; callers own the transaction."""
+"""Worker aggregate operations. Module-level functions, session first, callers owning the transaction; below
+them, the units of work a request asks for (each its own transaction, run again whole on contention)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import math
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from fastapi.responses import JSONResponse
 from sqlalchemy import Select, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ..errors import NotFound
+from ..config import Settings
+from ..errors import BadRequest, Conflict, NotFound, TooManyRequests
 from ..events import outbox
+from ..events.cloudevents import envelope
+from ..jobs.context import CommandPayload
+from ..jobs.processes import worker_liveness
+from ..jobs.queue import CommandAccepted, accepted, queue
 from ..storage.db import Database
-from ..storage.models import WorkerRow
+from ..storage.models import CommandRow, EventRow, MetricSampleRow, WorkerRow
+from ..storage.retry import retry_on_contention
+from ..web.paging import Page, rows_page
 from . import pricing
-from .domain import WorkerStatus, check_transition
-from .schemas import WorkerOut
+from .domain import WorkerStatus, check_action, check_transition
+from .schemas import FleetSummary, MetricSample, RefreshWorkers, WorkerOut
 
 # The API's busiest reads (the list, one worker) load plain rows, without ORM objects.
 _LISTED = [WorkerRow.__table__.c[name] for name in WorkerOut.model_fields]
@@ -146,7 +157,7 @@ async def remove(session: AsyncSession, row: WorkerRow, *, terminated: bool) -> 
     await session.delete(row)
 
 
-async def summary(session: AsyncSession) -> dict[str, Any]:
+async def summary(session: AsyncSession) -> FleetSummary:
     """Fleet totals for the overview: counts by status, average CPU and the estimated cost of running workers."""
     rows = (await session.execute(select(WorkerRow.status, WorkerRow.instance_type, WorkerRow.cpu_percent))).all()
     by_status: dict[str, int] = {}
@@ -164,14 +175,149 @@ async def summary(session: AsyncSession) -> dict[str, Any]:
             unpriced.add(instance_type)
         else:
             cost_by_type[instance_type] = round(cost_by_type.get(instance_type, 0.0) + price, 4)
-    return {
-        "total": len(rows),
-        "by_status": by_status,
-        "running": by_status.get(WorkerStatus.RUNNING, 0),
-        "stopped": by_status.get(WorkerStatus.STOPPED, 0),
-        "failed": by_status.get(WorkerStatus.FAILED, 0),
-        "avg_cpu_percent": round(sum(cpus) / len(cpus), 1) if cpus else None,
-        "hourly_cost_usd": round(sum(cost_by_type.values()), 2),
-        "cost_by_type": cost_by_type,
-        "unpriced_types": sorted(unpriced),
-    }
+    return FleetSummary(
+        total=len(rows),
+        by_status=by_status,
+        running=by_status.get(WorkerStatus.RUNNING, 0),
+        stopped=by_status.get(WorkerStatus.STOPPED, 0),
+        failed=by_status.get(WorkerStatus.FAILED, 0),
+        avg_cpu_percent=round(sum(cpus) / len(cpus), 1) if cpus else None,
+        hourly_cost_usd=round(sum(cost_by_type.values()), 2),
+        cost_by_type=cost_by_type,
+        unpriced_types=sorted(unpriced),
+    )
+
+
+@retry_on_contention
+async def queue_action(
+    db: Database,
+    settings: Settings,
+    worker_id: str,
+    action: str,
+    command: CommandPayload | Callable[[AsyncSession, WorkerRow], Awaitable[CommandPayload]],
+    *,
+    needs_instance: bool = False,
+    requested_by: str = "",
+    secret: str | None = None,
+) -> JSONResponse:
+    """Get the worker, check that its state allows `action`, and queue `command` for it, answering 202.
+
+    `command` is the payload, or what builds it after its own checks (a lab's, say) in the same transaction."""
+    async with db.session() as session:
+        worker = await get(session, worker_id)
+        check_action(action, worker.status, name=worker.name)
+        if needs_instance and worker.aws_instance_id is None:
+            raise Conflict(f"Worker '{worker.name}' has no EC2 instance yet")
+        payload = command if isinstance(command, CommandPayload) else await command(session, worker)
+        return await queue(
+            db,
+            settings,
+            payload,
+            session=session,
+            worker_id=worker_id,
+            requested_by=requested_by,
+            secret=secret,
+        )
+
+
+REFRESH_MIN_SECONDS = 10
+
+
+@retry_on_contention
+async def request_refresh(db: Database, settings: Settings, worker_id: str, *, requested_by: str) -> JSONResponse:
+    """Queue a refresh of the worker's state and metrics, unless one is on its way (answered with that one) or
+    a person's refresh finished less than `REFRESH_MIN_SECONDS` ago (TooManyRequests)."""
+    async with db.session() as session:
+        worker = await get(session, worker_id)
+        check_action("refresh", worker.status, name=worker.name)
+        pending = (
+            await session.scalars(
+                select(CommandRow).where(
+                    CommandRow.type == "worker.refresh",
+                    CommandRow.worker_id == worker_id,
+                    CommandRow.status.in_(("queued", "running")),
+                )
+            )
+        ).first()
+        if pending is not None:
+            alive = await worker_liveness(
+                session, now=await db.now(session), alive_seconds=settings.worker_alive_seconds
+            )
+            return accepted(
+                CommandAccepted(
+                    command_id=pending.id,
+                    status=pending.status,
+                    worker_alive=alive.alive,
+                    message="A refresh is already on its way.",
+                )
+            )
+        # Only refreshes a person asked for count: scheduled worker-metrics runs and the refreshes imports queue
+        # (no `requested_by`) must not grey out the button.
+        last = (
+            await session.scalars(
+                select(CommandRow.finished_at)
+                .where(
+                    CommandRow.type == "worker.refresh",
+                    CommandRow.worker_id == worker_id,
+                    CommandRow.requested_by != "",
+                    CommandRow.finished_at.is_not(None),
+                )
+                .order_by(CommandRow.finished_at.desc())
+                .limit(1)
+            )
+        ).first()
+        wait = REFRESH_MIN_SECONDS - ((await db.now(session)) - last).total_seconds() if last else 0
+        if wait > 0:
+            seconds = math.ceil(wait)
+            raise TooManyRequests(
+                f"Worker '{worker.name}' was refreshed moments ago; try again in {seconds}s", retry_after=seconds
+            )
+        return await queue(
+            db,
+            settings,
+            RefreshWorkers(worker_ids=[worker_id]),
+            session=session,
+            worker_id=worker_id,
+            requested_by=requested_by,
+        )
+
+
+async def metrics_page(db: Database, worker_id: str, *, hours: float, limit: int, offset: int) -> Page[MetricSample]:
+    """The worker's metric samples of the last `hours`, oldest first."""
+    since = datetime.now(UTC) - timedelta(hours=hours)
+    query = (
+        select(MetricSampleRow)
+        .where(MetricSampleRow.worker_id == worker_id, MetricSampleRow.ts >= since)
+        .order_by(MetricSampleRow.ts, MetricSampleRow.id)
+    )
+    async with db.session(write=False) as session:
+        await get(session, worker_id)
+        rows, total = await rows_page(session, query, limit=limit, offset=offset)
+    items = [MetricSample.model_validate(row) for row in rows]
+    return Page[MetricSample](items=items, total=total, limit=limit, offset=offset)
+
+
+async def events_page(db: Database, worker_id: str, *, limit: int, offset: int) -> Page[dict[str, Any]]:
+    """The worker's events as CloudEvents envelopes, newest first."""
+    query = select(EventRow).where(EventRow.worker_id == worker_id).order_by(EventRow.seq.desc())
+    async with db.session(write=False) as session:
+        await get(session, worker_id)
+        rows, total = await rows_page(session, query, limit=limit, offset=offset)
+    return Page[dict[str, Any]](items=[envelope(row) for row in rows], total=total, limit=limit, offset=offset)
+
+
+@retry_on_contention
+async def update_idle(db: Database, worker_id: str, *, enabled: bool | None, snooze_minutes: float | None) -> WorkerOut:
+    """Opt the worker out of idle detection (or back in), or snooze it for `snooze_minutes` from now."""
+    async with db.session() as session:
+        row = await get(session, worker_id)
+        changes: dict[str, Any] = {}
+        if enabled is not None:
+            row.idle_detection_enabled = changes["idle_detection_enabled"] = enabled
+        if snooze_minutes is not None:
+            row.snoozed_until = datetime.now(UTC) + timedelta(minutes=snooze_minutes)
+            changes["snoozed_until"] = row.snoozed_until.isoformat()
+        if not changes:
+            raise BadRequest("Nothing to change: pass 'enabled' and/or 'snooze_minutes'")
+        await touch(session, row, "worker.updated", changes)
+        return WorkerOut.model_validate(row)

@@ -16,6 +16,7 @@ from ..jobs.commands import enqueue
 from ..storage.models import MetricSampleRow, WorkerRow
 from . import service
 from .domain import ServiceStatus, WorkerStatus
+from .schemas import RefreshLabs
 
 TAG_WORKER_ID = "cml-cloud-manager:worker-id"
 # CML needs minutes to boot after EC2 says "running"; until then an unreachable host is "starting".
@@ -131,7 +132,7 @@ async def apply(
         await service.touch(session, row, "worker.service.updated", service_changed)
         if service_changed.get("service_status") == ServiceStatus.AVAILABLE:
             # Labs appear as soon as CML answers, not at the next labs-refresh tick.
-            await enqueue(session, "labs.refresh", {"worker_id": row.id}, worker_id=row.id)
+            await enqueue(session, RefreshLabs(worker_id=row.id), worker_id=row.id)
     if metrics_changed:
         await service.touch(session, row, "worker.metrics.updated", metrics_changed)
     if changed:
@@ -183,8 +184,11 @@ def _apply_cml(row: WorkerRow, cml: CmlObservation | None, status: WorkerStatus)
     if (row.service_status, row.service_reason) != target:
         row.service_status, row.service_reason = target
         changed["service_status"], changed["service_reason"] = target
+    # Set with the service status, never apart from it: a host that stopped answering (or whose instance
+    # stopped) is not ready any more, whatever it said the last time it answered.
+    row.cml_ready = target[0] == ServiceStatus.AVAILABLE
     if cml is not None and cml.info is not None:
-        row.cml_version, row.cml_ready = cml.info.version, cml.info.ready
+        row.cml_version = cml.info.version
     if cml is not None and cml.health is not None:
         row.compute_hosts = len(cml.health.computes)
     if cml is not None and cml.licensing is not None and row.license_status != cml.licensing.status.value:

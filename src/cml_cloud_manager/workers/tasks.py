@@ -2,22 +2,43 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..aws import ec2
 from ..aws.errors import InstanceNotFound, ProvisioningFailed
 from ..aws.provision import run_instance
-from ..aws.types import Instance
+from ..aws.session import AwsClients
+from ..aws.types import Instance, StateChange
 from ..errors import Conflict
 from ..jobs.commands import enqueue
 from ..jobs.context import Context
 from ..storage.models import WorkerRow
-from . import service
+from . import exclusions, service
 from .domain import WorkerStatus, check_action
+from .follow import follow
 from .metrics import refresh_workers
+from .schemas import (
+    Created,
+    CreateWorker,
+    Deleted,
+    DeleteWorker,
+    Followed,
+    FollowState,
+    Imported,
+    ImportInstance,
+    MonitoringSet,
+    Observed,
+    RefreshWorkers,
+    SetMonitoring,
+    SetTags,
+    StartWorker,
+    StopWorker,
+    TagsSet,
+)
 from .sync import TAG_WORKER_ID, instance_fields
 
 
@@ -26,59 +47,104 @@ async def _load(ctx: Context, worker_id: str) -> WorkerRow:
         return await service.get(session, worker_id)
 
 
-async def _power(ctx: Context, worker_id: str, action: str) -> WorkerRow:
-    """Start or stop the instance, then record the state EC2 reports; returns the updated row."""
+@dataclass(frozen=True)
+class Power:
+    call: Callable[[AwsClients, str, Sequence[str]], Awaitable[dict[str, StateChange]]]
+    verb: str
+    done: str
+    goal: WorkerStatus
+    # The statuses in which the action is already under way: a command that finds its action there (its previous
+    # attempt was interrupted while following, or someone else did the same meanwhile) only follows it.
+    under_way: frozenset[WorkerStatus]
+
+
+POWER = {
+    "start": Power(
+        ec2.start_instances,
+        "Starting",
+        "started",
+        WorkerStatus.RUNNING,
+        frozenset({WorkerStatus.PENDING, WorkerStatus.STARTING, WorkerStatus.RUNNING}),
+    ),
+    "stop": Power(
+        ec2.stop_instances,
+        "Stopping",
+        "stopped",
+        WorkerStatus.STOPPED,
+        frozenset({WorkerStatus.STOPPING, WorkerStatus.STOPPED}),
+    ),
+}
+
+
+async def _power(ctx: Context, worker_id: str, action: str) -> Followed:
+    """Start or stop the instance, record the state EC2 answers with, then follow it to its end."""
     worker = await _load(ctx, worker_id)
-    check_action(action, worker.status, name=worker.name)
-    assert worker.aws_instance_id
-    verb, done, call = {
-        "start": ("Starting", "started", ec2.start_instances),
-        "stop": ("Stopping", "stopped", ec2.stop_instances),
-    }[action]
-    await ctx.progress(f"{verb} instance {worker.aws_instance_id}")
-    changes = await call(ctx.integrations.aws, worker.aws_region, [worker.aws_instance_id])
-    async with ctx.db.session() as session:
-        row = await service.get(session, worker.id)
-        if (change := changes.get(worker.aws_instance_id)) is not None:
-            await service.set_status(session, row, change.current_state.value, reason=f"{done} by an operator")
-        if action == "start":
-            row.last_resumed_at = datetime.now(UTC)  # starts the idle-detection snooze
-        else:
-            row.manual_pauses += 1
-    return row
+    power = POWER[action]
+    if worker.status not in power.under_way:
+        check_action(action, worker.status, name=worker.name)
+        assert worker.aws_instance_id
+        await ctx.progress(f"{power.verb} instance {worker.aws_instance_id}")
+        changes = await power.call(ctx.integrations.aws, worker.aws_region, [worker.aws_instance_id])
+        async with ctx.db.session() as session:
+            row = await service.get(session, worker.id)
+            if (change := changes.get(worker.aws_instance_id)) is not None:
+                await service.set_status(
+                    session, row, change.current_state.value, reason=f"{power.done} by an operator"
+                )
+            if action == "start":
+                row.last_resumed_at = datetime.now(UTC)  # starts the idle-detection snooze
+            else:
+                row.manual_pauses += 1
+    return await follow(ctx, worker.id, power.goal)
 
 
-async def start(ctx: Context, payload: dict[str, Any]) -> dict[str, Any]:
-    return {"status": (await _power(ctx, payload["worker_id"], "start")).status}
+async def start(ctx: Context, payload: StartWorker) -> Followed:
+    return await _power(ctx, payload.worker_id, "start")
 
 
-async def stop(ctx: Context, payload: dict[str, Any]) -> dict[str, Any]:
-    return {"status": (await _power(ctx, payload["worker_id"], "stop")).status}
+async def stop(ctx: Context, payload: StopWorker) -> Followed:
+    return await _power(ctx, payload.worker_id, "stop")
 
 
-async def delete(ctx: Context, payload: dict[str, Any]) -> dict[str, Any]:
-    """Stop managing the worker; with `terminate`, terminate its instance first (a failure keeps the record)."""
-    worker = await _load(ctx, payload["worker_id"])
+async def follow_state(ctx: Context, payload: FollowState) -> Followed:
+    """Follow a change made outside a command (idle detection's stops)."""
+    return await follow(ctx, payload.worker_id, payload.goal)
+
+
+async def delete(ctx: Context, payload: DeleteWorker) -> Deleted:
+    """Stop managing the worker; with `terminate`, terminate its instance first and follow it until it is gone
+    (a failure keeps the record)."""
+    worker = await _load(ctx, payload.worker_id)
     terminated = False
-    if payload.get("terminate") and worker.aws_instance_id and worker.status != WorkerStatus.TERMINATED:
-        await ctx.progress(f"Terminating instance {worker.aws_instance_id}")
+    if payload.terminate and worker.aws_instance_id and worker.status != WorkerStatus.TERMINATED:
         try:
-            await ec2.terminate_instances(ctx.integrations.aws, worker.aws_region, [worker.aws_instance_id])
-            terminated = True
+            if worker.status != WorkerStatus.SHUTTING_DOWN:  # else an interrupted attempt already asked
+                await ctx.progress(f"Terminating instance {worker.aws_instance_id}")
+                changes = await ec2.terminate_instances(
+                    ctx.integrations.aws, worker.aws_region, [worker.aws_instance_id]
+                )
+                if (change := changes.get(worker.aws_instance_id)) is not None:
+                    async with ctx.db.session() as session:
+                        row = await service.get(session, worker.id)
+                        await service.set_status(
+                            session, row, change.current_state.value, reason="terminated by an operator"
+                        )
+            await follow(ctx, worker.id, WorkerStatus.TERMINATED)
         except InstanceNotFound:
-            terminated = True  # already gone: nothing left to pay for
+            pass  # already gone: nothing left to pay for
+        terminated = True
     async with ctx.db.session() as session:
         row = await service.get(session, worker.id)
         await service.remove(session, row, terminated=terminated)
-    return {"deleted": worker.id, "terminated": terminated}
+    return Deleted(deleted=worker.id, terminated=terminated)
 
 
-async def create(ctx: Context, payload: dict[str, Any]) -> dict[str, Any]:
+async def create(ctx: Context, payload: CreateWorker) -> Created:
     """Provision an instance for a worker record made by the API. The command id is the EC2 idempotency token,
     so a retry after a crash finds the instance it already launched instead of launching a second one."""
-    worker = await _load(ctx, payload["worker_id"])
+    worker = await _load(ctx, payload.worker_id)
     settings = ctx.settings
-    tags = {**settings.cml_instance_tags, **payload.get("tags", {}), TAG_WORKER_ID: worker.id}
+    tags = {**settings.cml_instance_tags, **payload.tags, TAG_WORKER_ID: worker.id}
     await ctx.progress(f"Launching a {worker.instance_type} instance from {worker.ami_id} in {worker.aws_region}")
     try:
         instance = await run_instance(
@@ -86,9 +152,9 @@ async def create(ctx: Context, payload: dict[str, Any]) -> dict[str, Any]:
             worker.aws_region,
             ami_id=worker.ami_id,
             instance_type=worker.instance_type,
-            subnet_id=payload.get("subnet_id") or settings.cml_subnet_id or None,
-            security_group_ids=payload.get("security_group_ids") or settings.cml_security_group_ids,
-            key_name=payload.get("key_name") or settings.cml_key_name or None,
+            subnet_id=payload.subnet_id or settings.cml_subnet_id or None,
+            security_group_ids=payload.security_group_ids or settings.cml_security_group_ids,
+            key_name=payload.key_name or settings.cml_key_name or None,
             tags=tags,
             name=worker.name,
             client_token=ctx.command_id,
@@ -103,7 +169,8 @@ async def create(ctx: Context, payload: dict[str, Any]) -> dict[str, Any]:
     async with ctx.db.session() as session:
         row = await service.get(session, worker.id)
         await _adopt(session, row, instance)
-    return {"instance_id": instance.id, "status": row.status}
+    followed = await follow(ctx, worker.id, WorkerStatus.RUNNING)
+    return Created(instance_id=instance.id, **followed.model_dump(exclude_unset=True))
 
 
 async def _adopt(session: AsyncSession, row: WorkerRow, instance: Instance) -> None:
@@ -114,19 +181,21 @@ async def _adopt(session: AsyncSession, row: WorkerRow, instance: Instance) -> N
     await service.touch(session, row, "worker.updated", {"aws_instance_id": instance.id})
 
 
-async def import_instance(ctx: Context, payload: dict[str, Any]) -> dict[str, Any]:
-    region, instance_id = payload["region"], payload["instance_id"]
+async def import_instance(ctx: Context, payload: ImportInstance) -> Imported:
+    region, instance_id = payload.region, payload.instance_id
     await ctx.progress(f"Reading instance {instance_id} in {region}")
     instance = await ec2.get_instance(ctx.integrations.aws, region, instance_id)
     async with ctx.db.session() as session:
         worker = await import_one(session, instance, reason="imported by an operator")
-        await enqueue(session, "worker.refresh", {"worker_ids": [worker.id]}, worker_id=worker.id)
-    return {"worker_id": worker.id, "status": worker.status}
+        await enqueue(session, RefreshWorkers(worker_ids=[worker.id]), worker_id=worker.id)
+    return Imported(worker_id=worker.id, status=worker.status)
 
 
 async def import_one(session: AsyncSession, instance: Instance, *, reason: str, ami_name: str = "") -> WorkerRow:
     if await service.by_instance(session, instance.id) is not None:
         raise Conflict(f"Instance {instance.id} is already managed")
+    if await exclusions.excluded(session, [instance.id]):
+        raise Conflict(exclusions.refusal(instance.id))
     if instance.state.value == WorkerStatus.TERMINATED:
         raise Conflict(f"Instance {instance.id} is terminated; there is nothing to manage")
     row = service.create_row(
@@ -140,11 +209,10 @@ async def import_one(session: AsyncSession, instance: Instance, *, reason: str, 
     return await service.add(session, row, reason=reason)
 
 
-async def set_tags(ctx: Context, payload: dict[str, Any]) -> dict[str, Any]:
-    worker = await _load(ctx, payload["worker_id"])
+async def set_tags(ctx: Context, payload: SetTags) -> TagsSet:
+    worker = await _load(ctx, payload.worker_id)
     assert worker.aws_instance_id
-    add: dict[str, str] = payload.get("set", {})
-    remove: list[str] = payload.get("remove", [])
+    add, remove = payload.set, payload.remove
     if add:
         await ec2.create_tags(ctx.integrations.aws, worker.aws_region, [worker.aws_instance_id], add)
     if remove:
@@ -153,19 +221,23 @@ async def set_tags(ctx: Context, payload: dict[str, Any]) -> dict[str, Any]:
         row = await service.get(session, worker.id)
         row.tags = {**{k: v for k, v in row.tags.items() if k not in remove}, **add}
         await service.touch(session, row, "worker.updated", {"tags": row.tags})
-    return {"tags": row.tags}
+    return TagsSet(tags=row.tags)
 
 
-async def enable_monitoring(ctx: Context, payload: dict[str, Any]) -> dict[str, Any]:
-    worker = await _load(ctx, payload["worker_id"])
-    assert worker.aws_instance_id
-    states = await ec2.monitor_instances(ctx.integrations.aws, worker.aws_region, [worker.aws_instance_id])
+async def set_monitoring(ctx: Context, payload: SetMonitoring) -> MonitoringSet:
+    """Turn detailed monitoring on or off, as the payload's `enabled` says."""
+    worker = await _load(ctx, payload.worker_id)
+    instance_id = worker.aws_instance_id
+    assert instance_id
+    enabled = payload.enabled
+    await ctx.progress(f"{'Enabling' if enabled else 'Disabling'} detailed monitoring of instance {instance_id}")
+    states = await ec2.set_monitoring(ctx.integrations.aws, worker.aws_region, [instance_id], enabled=enabled)
     async with ctx.db.session() as session:
         row = await service.get(session, worker.id)
-        row.detailed_monitoring = True
-        await service.touch(session, row, "worker.updated", {"detailed_monitoring": True})
-    return {"monitoring": states.get(worker.aws_instance_id, "pending")}
+        row.detailed_monitoring = enabled
+        await service.touch(session, row, "worker.updated", {"detailed_monitoring": enabled})
+    return MonitoringSet(monitoring=states.get(instance_id, "pending" if enabled else "disabling"))
 
 
-async def refresh(ctx: Context, payload: dict[str, Any]) -> dict[str, Any]:
-    return await refresh_workers(ctx, payload.get("worker_ids") or [payload["worker_id"]])
+async def refresh(ctx: Context, payload: RefreshWorkers) -> Observed:
+    return await refresh_workers(ctx, payload.worker_ids)

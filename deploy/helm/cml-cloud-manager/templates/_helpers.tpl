@@ -129,6 +129,9 @@ as JSON scalars (1048576, not 1.048576e+06). A name in both settings and secretE
 - name: AUTH_ADMIN_TOKEN_FILE
   value: /tmp/admin-token
 - name: FORWARDED_ALLOW_IPS
+  {{- if and .root.Values.ingress.enabled (not .root.Values.forwardedAllowIps) }}
+  {{- fail "forwardedAllowIps: set it to the ingress controller's pod addresses or network (e.g. 10.42.0.0/16): the API believes X-Forwarded-For from those alone" }}
+  {{- end }}
   value: {{ .root.Values.forwardedAllowIps | quote }}
 {{- end }}
 

@@ -51,9 +51,10 @@ export function refreshWorker(worker, btn) {
   return busy(btn, () => runCommand("POST", path`/api/workers/${worker.id}/refresh`, `Refresh ${worker.name}`));
 }
 
-export function enableMonitoring(worker, btn) {
-  const label = `Detailed monitoring for ${worker.name}`;
-  return busy(btn, () => runCommand("POST", path`/api/workers/${worker.id}/monitoring`, label));
+export function setMonitoring(worker, enabled, btn) {
+  const label = `${enabled ? "Enable" : "Disable"} detailed monitoring of ${worker.name}`;
+  const url = path`/api/workers/${worker.id}/monitoring`;
+  return busy(btn, () => runCommand("POST", url, label, { json: { enabled } }));
 }
 
 export async function terminateWorker(worker, btn) {
@@ -72,7 +73,7 @@ export async function terminateWorker(worker, btn) {
 export async function forgetWorker(worker, btn) {
   const ok = await confirmDialog({
     title: `Remove worker ${worker.name} from the fleet?`,
-    message: `${worker.name} is no longer managed here; its EC2 instance ${worker.aws_instance_id ?? ""} keeps running as it is. Auto-import may bring it back.`,
+    message: `${worker.name} is no longer managed here; its EC2 instance ${worker.aws_instance_id ?? ""} keeps running as it is, and auto-import leaves it alone until you lift its exclusion (under the fleet table).`,
     confirmLabel: `Remove ${worker.name}`,
   });
   if (!ok) return false;
@@ -117,8 +118,11 @@ export function workerButtons(worker, { detail = false } = {}) {
         title: why("refresh", worker) ?? "Read EC2 and CML state now",
       }),
     );
-  if (can("worker.monitoring") && !worker.detailed_monitoring)
-    out.push(button("Enable detailed monitoring", (b) => enableMonitoring(worker, b), { key: `monitoring-${id}` }));
+  if (can("worker.monitoring")) {
+    const enable = !worker.detailed_monitoring;
+    const text = `${enable ? "Enable" : "Disable"} detailed monitoring`;
+    out.push(button(text, (b) => setMonitoring(worker, enable, b), { key: `monitoring-${id}-${enable}` }));
+  }
   if (can("worker.delete"))
     out.push(button("Remove from fleet", (b) => forgetWorker(worker, b), { key: `forget-${id}`, kind: "ghost" }));
   if (can("worker.terminate"))

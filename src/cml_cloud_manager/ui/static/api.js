@@ -72,7 +72,19 @@ export const api = {
   post: (path, json, options) => request("POST", path, { json, ...options }),
   put: (path, json, options) => request("PUT", path, { json, ...options }),
   delete: (path, options) => request("DELETE", path, options),
+  all: getAll,
 };
+
+/** Every item of a list endpoint: each answers {items, total, limit, offset}; read page after page. */
+async function getAll(path, pageSize = 1000) {
+  const items = [];
+  const joiner = path.includes("?") ? "&" : "?";
+  for (;;) {
+    const page = await request("GET", `${path}${joiner}limit=${pageSize}&offset=${items.length}`);
+    items.push(...page.items);
+    if (!page.items.length || items.length >= page.total) return items;
+  }
+}
 
 /** Path segments from the API (ids, names) go through here so a stray "/" or "?" cannot change the route. */
 export function path(strings, ...values) {

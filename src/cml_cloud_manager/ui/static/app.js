@@ -37,9 +37,11 @@ function renderBanner(health) {
   const banner = $("#banner");
   let text = "";
   if (health?.status === "unavailable")
-    text = `The service is unavailable: ${health.message ?? "the database cannot be reached"}.`;
+    text = `The service is unavailable. ${health.message ?? "The database cannot be reached."}`;
   else if (health && health.components?.worker && !health.components.worker.alive)
-    text = "Read-only mode: no worker process is alive. Reads work; actions are queued until a worker starts.";
+    text =
+      "Degraded: no worker process is alive. Pages and live updates work, but jobs do not run, and actions " +
+      "wait in the queue until a worker starts.";
   else if (health?.status === "degraded") text = health.message ?? "Degraded: live updates may be delayed.";
   banner.hidden = !text;
   banner.textContent = text;

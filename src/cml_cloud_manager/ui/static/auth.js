@@ -118,13 +118,43 @@ export function renderLogin(container, problem, note = "") {
       }
     });
     const sso = h("a", { class: "btn btn-primary", href: loginUrl }, "Sign in with your identity provider");
+    // A first sign-in needs a token nobody has handed out yet: say where the server put one.
+    const whereIsMyToken = h(
+      "div",
+      { class: "login-help muted" },
+      h("h2", {}, "Where do I get a token?"),
+      h(
+        "p",
+        {},
+        "When no token is configured, the API's first start writes an admin token to ",
+        h("code", {}, "var/admin-token"),
+        " in the directory it runs in (the ",
+        h("code", {}, "AUTH_ADMIN_TOKEN_FILE"),
+        " setting moves it) and logs where.",
+      ),
+      h(
+        "p",
+        {},
+        "More tokens, one per person and role, come from ",
+        // Broken only between its words, never after a "--".
+        h(
+          "code",
+          {},
+          ["cml-cloud-manager", "token", "create", "--name alice", "--role operator"].map((word, i) => [
+            i ? " " : "",
+            h("span", { class: "nowrap" }, word),
+          ]),
+        ),
+        " (roles: viewer, operator, admin); it prints the token once.",
+      ),
+    );
     const parts = [
       h("h1", {}, "Sign in to CML Cloud Manager"),
       note ? h("p", { class: "muted", role: "status" }, note) : null,
     ];
     if (mode === "oidc") parts.push(sso);
-    else if (mode === "token") parts.push(form);
-    else parts.push(form, h("p", { class: "muted" }, "or"), sso);
+    else if (mode === "token") parts.push(form, whereIsMyToken);
+    else parts.push(form, h("p", { class: "muted" }, "or"), sso, whereIsMyToken);
     container.replaceChildren(h("section", { class: "login card" }, parts));
     (mode === "oidc" ? sso : input).focus();
   });

@@ -3,7 +3,7 @@ import { h } from "./dom.js";
 import { idleInfo, idleJobEnabled } from "./idle.js";
 import { workerHref } from "./router.js";
 import { state } from "./store.js";
-import { badge, meter } from "./ui.js";
+import { badge, idText, meter } from "./ui.js";
 
 export const STATUSES = [
   "pending",
@@ -37,7 +37,7 @@ export const COLUMNS = [
     label: "Instance",
     value: (w) => w.aws_instance_id ?? "",
     cell: (w) => [
-      h("span", { class: "mono" }, w.aws_instance_id ?? "–"),
+      idText(w.aws_instance_id, { label: "instance id" }),
       h("small", { class: "muted block" }, w.instance_type),
     ],
   },

@@ -3,6 +3,7 @@ import { createWorkerDialog, importWorkerDialog, workerButtons } from "./actions
 import { can } from "./auth.js";
 import { COLUMNS, idleCell, matches, sorted, STATUSES, view } from "./columns.js";
 import { fill, h, swap } from "./dom.js";
+import { exclusionsPanel } from "./exclusions.js";
 import { on, state } from "./store.js";
 import { renderSummary } from "./summary.js";
 import { button } from "./ui.js";
@@ -61,6 +62,7 @@ export function fleetView(main) {
       }),
     );
   if (can("worker.import")) toolbar.append(button("Import", () => importWorkerDialog()));
+  const exclusions = exclusionsPanel();
 
   main.replaceChildren(
     h(
@@ -72,6 +74,7 @@ export function fleetView(main) {
       count,
       h("div", { class: "table-wrap" }, table),
       empty,
+      exclusions.node,
     ),
   );
 
@@ -198,5 +201,11 @@ export function fleetView(main) {
       refreshIdle();
     }),
   ];
-  return { title: "Fleet", destroy: () => offs.forEach((off) => off()) };
+  return {
+    title: "Fleet",
+    destroy: () => {
+      offs.forEach((off) => off());
+      exclusions.destroy();
+    },
+  };
 }

@@ -1,15 +1,16 @@
-// Jobs & health: each scheduled job's last and next run, the worker processes and API replicas, and the
-// runtime overrides an admin can change.
+// Jobs & health: each scheduled job's last and next run (and, unfolded, its last runs), the worker processes and
+// API replicas, and the runtime overrides an admin can change.
 import { runCommand } from "./actions.js";
 import { api, path } from "./api.js";
 import { can } from "./auth.js";
 import { fill, h } from "./dom.js";
-import { ago, duration, when } from "./format.js";
+import { ago, duration, short, when } from "./format.js";
 import { on, state } from "./store.js";
 import { loadHealth, loadJobs } from "./sync.js";
-import { badge, busy, button, definitionList, formDialog, reportError } from "./ui.js";
+import { badge, busy, button, definitionList, formDialog, idText, reportError } from "./ui.js";
 
 const stamp = (iso) => (iso ? h("time", { datetime: iso, title: when(iso) }, ago(iso)) : "–");
+const RUNS_SHOWN = 10;
 
 export function jobsView(main) {
   const health = h("div");
@@ -36,6 +37,13 @@ export function jobsView(main) {
     ),
   );
   let settings = null;
+  // Job name → {runs, error, seen, loading} for the jobs whose last runs are unfolded (kept across re-renders);
+  // `seen` is the job's last run as it was when the runs were read.
+  const history = new Map();
+  const lastRunOf = (name) => {
+    const run = state.jobs?.find((j) => j.name === name)?.last_run;
+    return run ? `${run.id}:${run.finished_at ?? ""}` : "";
+  };
 
   function renderHealth() {
     const hl = state.health;
@@ -63,7 +71,7 @@ export function jobsView(main) {
         ? table(
             ["Process", "Role", "Last heartbeat", "Running jobs", "Commands"],
             procs.map((p) => [
-              h("span", { class: "mono" }, p.id),
+              idText(p.id, { label: "process id" }),
               p.role,
               stamp(p.last_heartbeat),
               (p.jobs?.running ?? []).join(", ") || "–",
@@ -81,7 +89,7 @@ export function jobsView(main) {
         : apis.length
           ? table(
               ["Replica", "Last heartbeat"],
-              apis.map((r) => [h("span", { class: "mono" }, r.id), stamp(r.last_heartbeat)]),
+              apis.map((r) => [idText(r.id, { label: "replica id" }), stamp(r.last_heartbeat)]),
               "replicas",
             )
           : h("p", { class: "muted" }, "No replica reported."),
@@ -91,7 +99,16 @@ export function jobsView(main) {
   function renderJobs() {
     if (!state.jobs) return fill(jobs, h("p", { class: "muted" }, "Loading…"));
     const admin = can("job.run");
-    const head = ["Job", "Enabled", "Interval", "Last run", "Duration", "Next run", ...(admin ? ["Actions"] : [])];
+    const head = [
+      "Job",
+      "Enabled",
+      "Interval",
+      "Last run",
+      "Duration",
+      "Next run",
+      "History",
+      ...(admin ? ["Actions"] : []),
+    ];
     fill(
       jobs,
       table(
@@ -115,6 +132,7 @@ export function jobsView(main) {
               : "never",
             run ? duration(run.duration_seconds) : "–",
             job.enabled ? stamp(job.next_run) : "–",
+            historyToggle(job),
           ];
           if (admin)
             row.push(
@@ -137,6 +155,70 @@ export function jobsView(main) {
         (job) => job.name,
         state.jobs,
       ),
+    );
+    for (const [name, shown] of history) {
+      const row = jobs.querySelector(`tr[data-name="${CSS.escape(name)}"]`);
+      const runs = h("td", { colspan: head.length, dataset: { label: `Last runs of ${name}` } }, runsTable(name, shown));
+      row?.after(h("tr", { class: "runs-row", id: `runs-${name}` }, runs));
+    }
+  }
+
+  /** A disclosure button: the runs unfold in a row under the job's own. */
+  function historyToggle(job) {
+    const open = history.has(job.name);
+    const unfold = () => {
+      if (history.has(job.name)) history.delete(job.name);
+      else {
+        history.set(job.name, { runs: null, error: "", seen: null, loading: false });
+        loadRuns(job.name);
+      }
+      renderJobs();
+    };
+    const toggle = button("Last runs", unfold, { key: `runs-${job.name}`, kind: "ghost", icon: open ? "▾" : "▸" });
+    toggle.setAttribute("aria-expanded", String(open));
+    toggle.setAttribute("aria-controls", `runs-${job.name}`);
+    toggle.setAttribute("aria-label", `Last runs of ${job.name}`);
+    return toggle;
+  }
+
+  async function loadRuns(name) {
+    const seen = lastRunOf(name);
+    history.set(name, { ...history.get(name), loading: true });
+    let shown;
+    try {
+      const page = await api.get(path`/api/system/jobs/${name}/runs?limit=${RUNS_SHOWN}`);
+      shown = { runs: page.items, error: "" };
+    } catch (error) {
+      shown = { runs: null, error: error.message };
+    }
+    if (!history.has(name)) return; // folded while loading
+    history.set(name, { ...shown, seen, loading: false });
+    renderJobs();
+    if (lastRunOf(name) !== seen) loadRuns(name); // the job moved on while we read
+  }
+
+  /** Job events reload the jobs; an unfolded history is read again when its job's last run started or ended. */
+  function refreshRuns() {
+    for (const [name, shown] of history) if (!shown.loading && lastRunOf(name) !== shown.seen) loadRuns(name);
+  }
+
+  function runsTable(name, { runs, error }) {
+    if (error) return h("p", { class: "form-error" }, `The runs of ${name} could not be loaded: ${error}`);
+    if (!runs) return h("p", { class: "muted", role: "status" }, "Loading…");
+    if (!runs.length) return h("p", { class: "muted" }, `${name} has not run yet.`);
+    return table(
+      ["Started", "Outcome", "Duration", "Trigger", "Summary"],
+      runs.map((run) => [
+        h("time", { datetime: run.started_at, title: when(run.started_at) }, short(run.started_at)),
+        badge(run.finished_at ? run.outcome : "running"),
+        duration(run.duration_seconds),
+        run.trigger,
+        [summaryText(run.summary), run.error ? h("small", { class: "form-error block" }, run.error) : null],
+      ]),
+      "runs",
+      null,
+      null,
+      `Last runs of ${name}`,
     );
   }
 
@@ -233,20 +315,33 @@ export function jobsView(main) {
   });
   const offs = [
     on("health", renderHealth),
-    on("jobs", renderJobs),
+    on("jobs", () => {
+      renderJobs();
+      refreshRuns();
+    }),
     ticker,
     on("event", (e) => e.type === "system.settings.updated" && loadSettings()),
   ];
   return { title: "Jobs & health", destroy: () => offs.forEach((off) => off()) };
 }
 
-function table(head, rows, name, keyOf, items) {
+/** {"workers": 5, "failed_regions": {}} → "workers: 5 · failed regions: none" */
+function summaryText(summary) {
+  const entries = Object.entries(summary ?? {});
+  if (!entries.length) return "–";
+  const text = (value) =>
+    value && typeof value === "object" ? (Object.keys(value).length ? JSON.stringify(value) : "none") : value;
+  return entries.map(([key, value]) => `${key.replaceAll("_", " ")}: ${text(value)}`).join(" · ");
+}
+
+function table(head, rows, name, keyOf, items, caption) {
   return h(
     "div",
     { class: "table-wrap" },
     h(
       "table",
       { class: `data-table ${name}-table` },
+      caption ? h("caption", { class: "sr-only" }, caption) : null,
       h(
         "thead",
         {},

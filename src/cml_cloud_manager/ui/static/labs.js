@@ -5,14 +5,14 @@ import { api, path, request } from "./api.js";
 import { can } from "./auth.js";
 import { fill, h } from "./dom.js";
 import { ago, when } from "./format.js";
-import { badge, busy, button, confirmDialog, formDialog, reportError } from "./ui.js";
+import { badge, busy, button, confirmDialog, formDialog, idText, reportError } from "./ui.js";
 
 // From which states CML accepts each operation (labs/domain.py ACTIONS).
 const LAB_ACTIONS = {
   start: ["DEFINED_ON_CORE", "STOPPED"],
   stop: ["STARTED", "BOOTED", "QUEUED"],
   wipe: ["STOPPED"],
-  delete: ["STOPPED", "DEFINED_ON_CORE"],
+  delete: ["DEFINED_ON_CORE"],
 };
 
 export function labsPanel(getWorker) {
@@ -31,8 +31,9 @@ export function labsPanel(getWorker) {
   let error = null;
 
   async function load() {
+    if (!getWorker()) return; // removed from the fleet while its page is open: nothing left to show
     try {
-      labs = await api.get(path`/api/workers/${getWorker().id}/labs`);
+      labs = await api.all(path`/api/workers/${getWorker().id}/labs`);
       error = null;
     } catch (e) {
       error = e;
@@ -47,6 +48,7 @@ export function labsPanel(getWorker) {
 
   function render() {
     const w = getWorker();
+    if (!w) return; // removed while the labs were loading
     const running = allowed("operate-labs", w);
     for (const b of [refresh, upload])
       if (b) {
@@ -92,7 +94,7 @@ export function labsPanel(getWorker) {
         "Title",
         [
           h("span", { class: "lab-title", title: lab.description || undefined }, lab.title),
-          h("small", { class: "muted block mono" }, lab.cml_lab_id),
+          h("small", { class: "muted block" }, idText(lab.cml_lab_id, { label: "lab id" })),
         ],
       ],
       ["State", badge(lab.state)],
@@ -120,7 +122,8 @@ export function labsPanel(getWorker) {
     const url = (action) => path`/api/workers/${w.id}/labs/${lab.id}/${action}`;
     const gate = (action) => {
       if (!running) return `Only while the worker is running`;
-      return LAB_ACTIONS[action].includes(lab.state) ? undefined : `Not while the lab is ${lab.state}`;
+      if (LAB_ACTIONS[action].includes(lab.state)) return undefined;
+      return action === "delete" ? "Stop and wipe the lab first" : `Not while the lab is ${lab.state}`;
     };
     const make = (action, label, onclick, kind = "") =>
       button(label, onclick, {

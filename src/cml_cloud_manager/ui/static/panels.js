@@ -7,7 +7,7 @@ import { fill, h } from "./dom.js";
 import { ago, DASH, when } from "./format.js";
 import { idleInfo, idleJobEnabled } from "./idle.js";
 import { state } from "./store.js";
-import { badge, busy, button, confirmDialog, definitionList, meter } from "./ui.js";
+import { badge, busy, button, confirmDialog, definitionList, idText, meter } from "./ui.js";
 
 function panel(title, ...children) {
   const id = `panel-${title.toLowerCase().replaceAll(/[^a-z]+/g, "-")}`;
@@ -24,21 +24,31 @@ export function awsPanel() {
     update(w) {
       const d = w.details ?? {};
       const groups = (d.security_groups ?? []).map((g) =>
-        typeof g === "string" ? g : `${g.name ?? g.group_name ?? ""} ${g.id ?? g.group_id ?? ""}`.trim(),
+        typeof g === "string"
+          ? h("span", { class: "chip" }, idText(g, { label: "security group" }))
+          : h(
+              "span",
+              { class: "chip" },
+              g.name ?? g.group_name ?? "",
+              idText(g.id ?? g.group_id, { label: "security group id" }),
+            ),
       );
       fill(
         facts,
         definitionList([
-          ["Instance", mono(w.aws_instance_id)],
+          ["Instance", idText(w.aws_instance_id, { label: "instance id" })],
           ["Type", w.instance_type],
           ["Region / zone", `${w.aws_region}${d.availability_zone ? ` / ${d.availability_zone}` : ""}`],
-          ["AMI", [mono(w.ami_id), w.ami_name ? h("small", { class: "muted block" }, w.ami_name) : null]],
-          ["Public IP", mono(w.public_ip)],
-          ["Private IP", mono(w.private_ip)],
+          [
+            "AMI",
+            [idText(w.ami_id, { label: "AMI id" }), w.ami_name ? h("small", { class: "muted block" }, w.ami_name) : null],
+          ],
+          ["Public IP", idText(w.public_ip, { label: "public IP" })],
+          ["Private IP", idText(w.private_ip, { label: "private IP" })],
           d.public_dns ? ["Public DNS", mono(d.public_dns)] : null,
-          ["Subnet", mono(d.subnet_id)],
-          ["VPC", mono(d.vpc_id)],
-          ["Security groups", groups.length ? groups.map((g) => h("span", { class: "chip mono" }, g)) : DASH],
+          ["Subnet", idText(d.subnet_id, { label: "subnet id" })],
+          ["VPC", idText(d.vpc_id, { label: "VPC id" })],
+          ["Security groups", groups.length ? groups : DASH],
           d.key_name ? ["Key pair", d.key_name] : null,
           ["Status checks", w.status_checks ? badge(w.status_checks) : DASH],
           ["Detailed monitoring", w.detailed_monitoring ? "on" : "off"],
@@ -65,7 +75,8 @@ export function cmlPanel() {
             "Service",
             [badge(w.service_status), w.service_reason ? h("small", { class: "muted block" }, w.service_reason) : null],
           ],
-          ["Ready", w.cml_ready ? "yes" : "no"],
+          // The server keeps the two in step; a page must not say "ready" next to "unavailable" either way.
+          ["Ready", w.cml_ready && w.service_status === "available" ? "yes" : "no"],
           ["Compute hosts", String(w.compute_hosts ?? DASH)],
           ["CPU", meter(w.cpu_percent, "CPU")],
           ["Memory", meter(w.memory_percent, "Memory")],

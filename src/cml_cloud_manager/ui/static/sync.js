@@ -5,19 +5,12 @@ import { api, ApiError, path } from "./api.js";
 import { handleCommandEvent } from "./commands.js";
 import { debounced, emit, putWorker, removeWorker, replaceWorkers, set, state } from "./store.js";
 
-const PAGE = 1000;
 const BULK_THRESHOLD = 25; // more changed workers than this: one list call beats many single ones
 const requestNumber = new Map(); // worker id → number of its newest request (older answers are dropped)
 let counter = 0;
 
 export async function loadWorkers() {
-  const items = [];
-  for (let offset = 0; ;) {
-    const page = await api.get(`/api/workers?limit=${PAGE}&offset=${offset}`);
-    items.push(...page.items);
-    offset += page.items.length;
-    if (!page.items.length || offset >= page.total) break;
-  }
+  const items = await api.all("/api/workers");
   requestNumber.clear();
   replaceWorkers(items);
 }
@@ -45,15 +38,21 @@ export async function loadSummary() {
 
 export async function loadHealth() {
   try {
-    set("health", await api.get("/api/health"));
-  } catch (error) {
-    // 503 carries the same body: the database is down, which the banner must say.
-    set("health", error.problem?.components ? error.problem : { status: "unavailable", message: error.message });
+    // With the worker processes and API replicas (viewer); the public /api/health has only their states.
+    set("health", await api.get("/api/health/details"));
+  } catch {
+    // Most likely the database is down, and signing in needs it: the public status still says so.
+    try {
+      set("health", await api.get("/api/health"));
+    } catch (error) {
+      // 503 carries the same body: the database is down, which the banner must say.
+      set("health", error.problem?.components ? error.problem : { status: "unavailable", message: error.message });
+    }
   }
 }
 
 export async function loadJobs() {
-  set("jobs", await api.get("/api/system/jobs"));
+  set("jobs", await api.all("/api/system/jobs"));
 }
 
 /** Effective idle settings; until the API reports them (GET /api/system/config), the defaults stay assumed. */

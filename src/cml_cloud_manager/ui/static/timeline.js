@@ -23,7 +23,7 @@ export function timelinePanel(workerId) {
 
   async function load() {
     try {
-      for (const event of await api.get(path`/api/workers/${workerId}/events?limit=${LOAD}`))
+      for (const event of (await api.get(path`/api/workers/${workerId}/events?limit=${LOAD}`)).items)
         events.set(event.sequence, event);
       render();
     } catch (error) {

@@ -1,5 +1,5 @@
 // Shared widgets: toasts, modal dialogs (confirm and small forms), badges, busy buttons.
-import { h } from "./dom.js";
+import { h, svg } from "./dom.js";
 
 // ---- toasts ---------------------------------------------------------------------------------------------------
 
@@ -255,6 +255,38 @@ export function button(label, onclick, { kind = "", key, title, disabled = false
   );
   node.addEventListener("click", () => onclick(node));
   return node;
+}
+
+/**
+ * An identifier (instance, AMI, lab, process…) kept whole on one line — browsers would break it after a hyphen
+ * ("i-" / "0abc…") — with a button that copies it, since ids are what people paste elsewhere.
+ */
+export function idText(value, { label = "id" } = {}) {
+  if (!value) return "–";
+  const text = h("span", { class: "id-text", title: value }, value);
+  const copy = h(
+    "button",
+    { type: "button", class: "copy", title: `Copy ${label}`, "aria-label": `Copy ${label} ${value}` },
+    svg(
+      "svg",
+      { viewBox: "0 0 16 16", width: "14", height: "14", "aria-hidden": "true", focusable: "false" },
+      svg("rect", { x: "5.5", y: "5.5", width: "8", height: "9", rx: "1.5" }),
+      svg("path", { d: "M3.5 10.5h-1v-8a1 1 0 0 1 1-1h7v1" }),
+    ),
+  );
+  copy.addEventListener("click", () => copyText(value, text));
+  return h("span", { class: "id" }, text, copy);
+}
+
+async function copyText(value, node) {
+  try {
+    await navigator.clipboard.writeText(value);
+    toast({ kind: "success", title: "Copied", message: value, timeout: 2500 });
+  } catch {
+    // The clipboard API exists only over HTTPS (and on localhost): select the id so Ctrl+C copies it.
+    getSelection().selectAllChildren(node);
+    toast({ kind: "info", title: "Selected: press Ctrl+C to copy", message: value });
+  }
 }
 
 export function definitionList(rows) {

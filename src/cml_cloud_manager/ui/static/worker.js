@@ -163,7 +163,7 @@ function chartsPanel(id) {
   async function load() {
     let samples;
     try {
-      samples = await api.get(path`/api/workers/${id}/metrics?hours=${hours}`);
+      samples = await api.all(path`/api/workers/${id}/metrics?hours=${hours}`);
     } catch (error) {
       status.textContent = `Metrics could not be loaded: ${error.message}`;
       return;
