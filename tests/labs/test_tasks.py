@@ -3,7 +3,7 @@ mode), against the CML simulator over HTTP and a real database."""
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from cml_cloud_manager.cml import CMLClient, LabState
 from cml_cloud_manager.cml.simulator import Simulator
@@ -165,3 +165,37 @@ async def test_lab_commands_refuse_a_worker_that_is_not_running(
         assert done.status == "failed"
         assert done.error == "Cannot operate labs on worker 'w1' while it is stopped: it must be running."
     assert sim.host(empty_host).request_count == asked_before
+
+
+async def test_labs_refresh_over_many_hosts_leaves_the_pool_room_for_claims(
+    db: Database, settings: Settings, sim: Simulator, empty_host: str
+) -> None:
+    """Hosts that answer together write together: the fan-out holds at most half the pool's connections (under
+    load, the runner's and scheduler's claims once waited out the pool timeout behind it)."""
+    hosts = [f"{empty_host}-{i}" for i in range(24)]
+    for i, host in enumerate(hosts):
+        sim.host(host).labs.clear()
+        await add_worker(db, host, name=f"w{i}")
+    checked_out = peak = 0
+
+    def checkout(*_: object) -> None:
+        nonlocal checked_out, peak
+        checked_out += 1
+        peak = max(peak, checked_out)
+
+    def checkin(*_: object) -> None:
+        nonlocal checked_out
+        checked_out -= 1
+
+    pool = db.write_engine.sync_engine.pool
+    event.listen(pool, "checkout", checkout)
+    event.listen(pool, "checkin", checkin)
+    try:
+        async with job_context(db, settings) as ctx:
+            summary = await labs_refresh(ctx)
+    finally:
+        event.remove(pool, "checkout", checkout)
+        event.remove(pool, "checkin", checkin)
+
+    assert (summary.workers, summary.failed) == (24, {})
+    assert 1 <= peak <= settings.database_pool_size // 2, peak

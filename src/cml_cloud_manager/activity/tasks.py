@@ -75,7 +75,7 @@ async def check_worker(ctx: Context, worker: WorkerRow, now: datetime, deadline:
     async with asyncio.timeout_at(deadline):
         events = await ctx.integrations.cml.client(worker).telemetry_events(since=worker.last_activity_at)
     latest = max((e.timestamp for e in relevant(events, ctx.settings.idle_excluded_users)), default=None)
-    async with ctx.db.session() as session:
+    async with ctx.db.fan_out_session() as session:
         row = await workers.get(session, worker.id)
         if latest is not None and (row.last_activity_at is None or latest > row.last_activity_at):
             row.last_activity_at = latest
@@ -84,7 +84,7 @@ async def check_worker(ctx: Context, worker: WorkerRow, now: datetime, deadline:
             return "active"
     assert worker.aws_instance_id
     changes = await ec2.stop_instances(ctx.integrations.aws, worker.aws_region, [worker.aws_instance_id])
-    async with ctx.db.session() as session:
+    async with ctx.db.fan_out_session() as session:
         row = await workers.get(session, worker.id)
         change = changes.get(worker.aws_instance_id)
         await workers.set_status(

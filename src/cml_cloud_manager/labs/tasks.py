@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 async def refresh_worker_labs(ctx: Context, worker: WorkerRow) -> LabsSynced:
     labs = await ctx.integrations.cml.client(worker).labs_with_details()
-    async with ctx.db.session() as session:
+    async with ctx.db.fan_out_session() as session:
         result = await service.sync(session, worker.id, labs)
         row = await workers.get(session, worker.id)
         if row.labs_count != len(labs):

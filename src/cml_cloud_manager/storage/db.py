@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -133,6 +134,10 @@ class Database:
         self._reader = async_sessionmaker(self.read_engine, expire_on_commit=False)
         # Called after a commit that wrote events, with the session's `info` (see `apps.runtime`).
         self.on_commit: Callable[[dict[str, Any]], Awaitable[None]] | None = None
+        # A job's fan-out over many hosts (labs-refresh, idle-detection: up to METRICS_CONCURRENCY at once) may
+        # hold at most half the pool: hosts that answer together once took every connection, and under load the
+        # command runner's and the scheduler's claims waited out the pool timeout and failed.
+        self._fan_out_slots = asyncio.Semaphore(max(1, settings.database_pool_size // 2))
 
     @asynccontextmanager
     async def session(self, *, write: bool = True) -> AsyncIterator[AsyncSession]:
@@ -146,6 +151,12 @@ class Database:
             await self._write_events(session)
         if session.info.get(EVENTS_WRITTEN) and self.on_commit is not None:
             await self.on_commit(session.info)
+
+    @asynccontextmanager
+    async def fan_out_session(self) -> AsyncIterator[AsyncSession]:
+        """A write transaction for one host of a fan-out: waits its turn for one of the fan-out's slots."""
+        async with self._fan_out_slots, self.session() as session:
+            yield session
 
     async def _write_events(self, session: AsyncSession) -> None:
         """The transaction's events, last (see `OUTBOX_LOCK`): its row changes are flushed, and their row locks
