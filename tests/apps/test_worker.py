@@ -162,3 +162,37 @@ async def test_a_heartbeat_after_a_release_does_not_renew_the_lease(db: Database
         run.cancel()
         await asyncio.gather(run, return_exceptions=True)
         await integrations.aclose()
+
+
+async def test_a_run_claimed_while_the_worker_stops_ends_before_stop_returns(db: Database, settings: Settings) -> None:
+    """The scheduler's claim awaits the database: a stop that came meanwhile once drained before the claim spawned
+    its run, which then outlived the worker (and made CML clients after they were closed)."""
+    claiming, ran = asyncio.Event(), asyncio.Event()
+
+    async def takes_a_moment(ctx: Context) -> Report:
+        ran.set()
+        await asyncio.sleep(0.3)  # its work, not a wait for something: the stop must wait for it
+        return Report()
+
+    class ClaimsAfterStopBegins(Scheduler):
+        async def _claim(self, name: str, tick: datetime, plan: Any, *, trigger: str) -> int | None:
+            claiming.set()
+            await worker.stop_event.wait()
+            return await super()._claim(name, tick, plan, trigger=trigger)
+
+    integrations = build_integrations(settings)
+    worker = WorkerRuntime(db, settings, integrations, ProcessRole.WORKER)
+    worker.scheduler = ClaimsAfterStopBegins(
+        worker.scheduler.ctx, [Job("housekeeping", takes_a_moment, "test")], overrides=system_settings.get_all
+    )
+    try:
+        await worker.start()
+        await claiming.wait()
+        await worker.stop()
+    finally:
+        await integrations.aclose()
+
+    assert ran.is_set() and not worker.scheduler.running
+    async with db.session(write=False) as session:
+        [run] = (await session.scalars(select(JobRunRow))).all()
+    assert run.outcome == "success", run.outcome

@@ -185,6 +185,10 @@ class WorkerRuntime:
         self.stop_event.set()
         self.runner.wake.set()
         grace = self.settings.shutdown_grace_seconds
+        # The claim loops first: a claim in flight (it awaits the database) spawns its run when it lands, which a
+        # drain started earlier would not see, and that run would outlive the worker and its closed clients.
+        loops = [task for task in self._tasks if task.get_name() in ("scheduler", "commands")]
+        await finish(loops, grace)
         await asyncio.gather(self.scheduler.drain(grace), self.runner.drain(grace))
         self._drained.set()  # leases are renewed until here
         if self._listener is not None:
