@@ -200,6 +200,13 @@ class Settings(BaseSettings):
             return self.cml_password_file.read_text().strip()
         return self.cml_password.get_secret_value()
 
+    def base_url(self) -> str:
+        """Where the API is reached: PUBLIC_URL, else its listen address (behind a proxy, set PUBLIC_URL)."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = f"[{self.app_host}]" if ":" in self.app_host else self.app_host  # an IPv6 address
+        return f"http://{host}:{self.app_port}"
+
     def job_enabled(self, name: str) -> bool:
         return bool(getattr(self, name.replace("-", "_") + "_enabled"))
 

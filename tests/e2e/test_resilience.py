@@ -17,6 +17,7 @@ from cml_cloud_manager.events import outbox
 from cml_cloud_manager.storage.db import Database
 from cml_cloud_manager.storage.models import CommandRow, EventRow, JobRunRow
 
+from ..events.probe import Probe
 from ..sse import Event, open_stream
 from .conftest import Sandbox
 from .faults import PrivateRedis
@@ -155,7 +156,7 @@ async def test_stalled_client_is_dropped_others_unaffected(
         for start_at in range(0, count, 100):
             async with db_of.session() as session:
                 for i in range(start_at, start_at + 100):
-                    await outbox.append(session, "test.bulk", {"i": i, "pad": "x" * 10_000})
+                    await outbox.append(session, Probe(i=i, pad="x" * 10_000), type="test.bulk")
             last = start_at + 99
 
             def step_done(e: Event, last: int = last) -> bool:

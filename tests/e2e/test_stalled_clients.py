@@ -13,6 +13,7 @@ import pytest
 from cml_cloud_manager.events import outbox
 from cml_cloud_manager.storage.db import Database
 
+from ..events.probe import Probe
 from ..sockets import connections_held, describe, server_sockets, settled, socket_inodes, stalled_stream, wait_gone
 from ..sse import open_stream
 
@@ -25,7 +26,7 @@ async def emit_bulk(db: Database, count: int = 400, pad: int = 20_000) -> None:
     """~8 MB of events: more than the kernel buffers between the API and a client that never reads."""
     async with db.session() as session:
         for i in range(count):
-            await outbox.append(session, "test.bulk", {"i": i, "pad": "x" * pad})
+            await outbox.append(session, Probe(i=i, pad="x" * pad), type="test.bulk")
 
 
 async def sse_metrics(client: httpx.AsyncClient) -> dict[str, float]:

@@ -10,18 +10,21 @@ from sqlalchemy import delete
 
 from cml_cloud_manager.events import outbox
 from cml_cloud_manager.events.relay import Client
+from cml_cloud_manager.labs.events import LabStateChanged
 from cml_cloud_manager.storage.db import Database
 from cml_cloud_manager.storage.models import EventRow
+from cml_cloud_manager.workers.events import WorkerMetricsUpdated, WorkerStatusUpdated
 
 from ..conftest import make_settings, serve_api
 from ..sockets import describe, stalled_stream, wait_gone
 from ..sse import open_stream
+from .probe import Probe
 
 
-async def emit(db: Database, n: int, *, worker_id: str | None = None, type: str = "test.event") -> None:
+async def emit(db: Database, n: int, *, worker_id: str | None = None) -> None:
     async with db.session() as session:
         for i in range(n):
-            await outbox.append(session, type, {"i": i}, worker_id=worker_id)
+            await outbox.append(session, Probe(i=i), type="test.event", worker_id=worker_id)
 
 
 async def test_replay_after_last_event_id_in_order(api: httpx.AsyncClient, db: Database) -> None:
@@ -56,9 +59,13 @@ async def test_filters_by_worker_and_type(api: httpx.AsyncClient, db: Database) 
     async with open_stream(str(api.base_url), params=params) as stream:
         await stream.next()
         assert (await stream.next()).event == "snapshot"
-        await emit(db, 1, worker_id="w1", type="worker.status.updated")
-        await emit(db, 1, worker_id="w2", type="lab.state.changed")
-        await emit(db, 1, worker_id="w3", type="worker.metrics.updated")
+        lab = LabStateChanged(lab_id="l", cml_lab_id="c", title="t", previous="STOPPED", state="STARTED")
+        async with db.session() as session:
+            await outbox.append(
+                session, WorkerStatusUpdated(name="1", previous="a", status="b", reason=""), worker_id="w1"
+            )
+            await outbox.append(session, lab, worker_id="w2")
+            await outbox.append(session, WorkerMetricsUpdated(name="3", changes={"labs_count": 1}), worker_id="w3")
         event = await stream.next()
         assert (event.data["subject"], event.type) == ("w3", "worker.metrics.updated")
 
@@ -119,7 +126,7 @@ async def test_client_that_stops_reading_is_cut_off_after_the_write_timeout(data
             assert (await api.get("/api/health")).json()["components"]["sse_clients"] == 1
             async with db.session() as session:
                 for i in range(400):  # ~8 MB: more than the kernel buffers between the API and the client
-                    await outbox.append(session, "test.bulk", {"i": i, "pad": "x" * 20_000})
+                    await outbox.append(session, Probe(i=i, pad="x" * 20_000), type="test.bulk")
             await asyncio.wait_for(cut_offs.seen.wait(), 10)
             assert (await api.get("/api/health")).json()["components"]["sse_clients"] == 0
             # Cut off means the connection is gone, not waiting for the client to drain megabytes it never reads.

@@ -40,11 +40,13 @@ from cml_cloud_manager.storage.models import CommandRow, EventRow, WorkerRow
 from cml_cloud_manager.storage.retry import SQLITE_LOCKED, contention, retry_on_contention
 from cml_cloud_manager.web import problems
 from cml_cloud_manager.workers import service
+from cml_cloud_manager.workers.events import WorkerUpdated
 from cml_cloud_manager.workers.metrics import fingerprint, store
 from cml_cloud_manager.workers.schemas import RefreshWorkers
 from cml_cloud_manager.workers.sync import Observation
 
 from ..conftest import BACKEND, PG_ADMIN, make_settings, serve_api
+from ..events.probe import Probe
 
 WORKERS = 24
 CLIENTS = 4
@@ -205,7 +207,7 @@ async def test_an_event_takes_no_lock_until_commit(db: Database) -> None:
         row = await service.add(session, service.create_row(name="w", aws_region="us-east-1"), reason="test")
     async with db.session() as session:
         worker = await service.get(session, row.id)
-        await service.touch(session, worker, "worker.updated", {"idle_detection_enabled": False})
+        await service.touch(session, worker, WorkerUpdated.of(worker, idle_detection_enabled=False))
         worker.idle_detection_enabled = False
         await session.flush()  # the row is written (and locked) after the event was appended
         if BACKEND == "postgres":
@@ -222,7 +224,7 @@ async def test_an_event_takes_no_lock_until_commit(db: Database) -> None:
 async def test_an_event_needs_a_write_transaction(db: Database) -> None:
     async with db.session(write=False) as session:
         with pytest.raises(RuntimeError, match="write transaction"):
-            await outbox.append(session, "test.event", {})
+            await outbox.append(session, Probe(), type="test.event")
 
 
 async def test_a_deadlocked_unit_of_work_runs_again_and_succeeds(db: Database) -> None:
@@ -246,7 +248,9 @@ async def test_a_deadlocked_unit_of_work_runs_again_and_succeeds(db: Database) -
                 # (under load it can still be committing), or its increment would be lost.
                 row = await service.get(session, worker_id, for_update=True)
                 row.auto_pauses += 1
-                await service.touch(session, row, "worker.updated", {"auto_pauses": row.auto_pauses})
+                await service.touch(
+                    session, row, WorkerUpdated.of(row, idle_detection_enabled=row.idle_detection_enabled)
+                )
                 await session.flush()
                 if worker_id == first and runs[first] == 1:  # the first time, wait until both hold a row
                     first_locked[first].set()

@@ -21,6 +21,7 @@ from cml_cloud_manager.storage.models import (
 from cml_cloud_manager.system.tasks import housekeeping
 
 from ..conftest import make_settings
+from ..events.probe import Probe
 from ..simulated import add_worker, job_context
 
 NOW = datetime.now(UTC)
@@ -51,7 +52,7 @@ async def test_what_is_past_its_retention_goes_and_the_rest_stays(db: Database, 
         for name, started in (("abandoned", NOW - timedelta(minutes=61)), ("in-progress", NOW - timedelta(minutes=5))):
             session.add(LoginStateRow(state=name, browser_sha256="b", nonce="n", code_verifier="v", created_at=started))
     async with db.session() as session:
-        await outbox.append(session, "test.recent", {})
+        await outbox.append(session, Probe(), type="test.recent")
     async with db.session() as session:  # older than the retention, though written now
         for event in (await session.scalars(select(EventRow))).all():
             event.time = NOW - timedelta(hours=2) if event.type != "test.recent" else NOW
@@ -82,7 +83,7 @@ async def test_the_newest_event_stays_however_old(db: Database, database_url: st
     settings = make_settings(database_url, events_retention_seconds=60)
     async with db.session() as session:
         for n in range(3):
-            await outbox.append(session, "test.event", {"n": n})
+            await outbox.append(session, Probe(i=n), type="test.event")
     async with db.session() as session:
         for event in (await session.scalars(select(EventRow))).all():
             event.time = NOW - timedelta(days=30)

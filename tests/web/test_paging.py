@@ -10,6 +10,7 @@ from cml_cloud_manager.jobs.commands import enqueue
 from cml_cloud_manager.storage.db import Database
 from cml_cloud_manager.system.schemas import RunJob
 from cml_cloud_manager.workers import service as workers
+from cml_cloud_manager.workers.events import WorkerUpdated
 from cml_cloud_manager.workers.schemas import RefreshWorkers
 
 ENVELOPE = {"items", "total", "limit", "offset"}
@@ -75,7 +76,7 @@ async def test_a_workers_metrics_and_events_page_the_same_way(api: httpx.AsyncCl
         row = workers.create_row(name="w1", aws_region="us-east-1", aws_instance_id="i-0abc", status="running")
         worker = await workers.add(session, row, reason="test")
         for _ in range(2):
-            await workers.touch(session, worker, "worker.updated", {"tags": {}})
+            await workers.touch(session, worker, WorkerUpdated.of(worker, tags={}))
     events = (await api.get(f"/api/workers/{worker.id}/events", params={"limit": 2})).json()
     assert events["total"] == 3 and [e["type"] for e in events["items"]] == ["worker.updated", "worker.updated"]
     oldest = (await api.get(f"/api/workers/{worker.id}/events", params={"offset": 2})).json()["items"]

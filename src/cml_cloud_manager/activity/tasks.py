@@ -21,6 +21,7 @@ from ..jobs.context import Context, Report
 from ..storage.models import WorkerRow
 from ..workers import service as workers
 from ..workers.domain import ServiceStatus, WorkerStatus
+from ..workers.events import WorkerActivityUpdated, WorkerIdlePaused
 from ..workers.schemas import FollowState
 
 log = logging.getLogger(__name__)
@@ -79,7 +80,7 @@ async def check_worker(ctx: Context, worker: WorkerRow, now: datetime, deadline:
         row = await workers.get(session, worker.id)
         if latest is not None and (row.last_activity_at is None or latest > row.last_activity_at):
             row.last_activity_at = latest
-            await workers.touch(session, row, "worker.activity.updated", {"last_activity_at": latest.isoformat()})
+            await workers.touch(session, row, WorkerActivityUpdated.of(row, last_activity_at=latest))
         if not should_stop(row, ctx.settings, now):
             return "active"
     assert worker.aws_instance_id
@@ -91,12 +92,8 @@ async def check_worker(ctx: Context, worker: WorkerRow, now: datetime, deadline:
             session, row, change.current_state.value if change else WorkerStatus.STOPPING, reason="idle"
         )
         row.auto_pauses += 1
-        await outbox.append(
-            session,
-            "worker.idle.paused",
-            {"name": row.name, "idle_since": str(idle_since(row)), "auto_pauses": row.auto_pauses},
-            worker_id=row.id,
-        )
+        paused = WorkerIdlePaused(name=row.name, idle_since=idle_since(row), auto_pauses=row.auto_pauses)
+        await outbox.append(session, paused, worker_id=row.id)
         # Shown `stopped` when EC2 says so, not at the next worker-metrics run; the job itself does not wait.
         await enqueue(session, FollowState(worker_id=row.id, goal=WorkerStatus.STOPPED), worker_id=row.id)
     log.info("idle-detection: stopped %s (idle since %s)", worker.name, idle_since(worker))

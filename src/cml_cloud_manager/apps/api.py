@@ -22,7 +22,7 @@ from ..auth import endpoints as auth
 from ..auth.guard import PUBLIC, Authenticator, needs
 from ..auth.roles import Role
 from ..config import ProcessRole, Settings
-from ..events import sse
+from ..events import catalogue, sse
 from ..events.relay import Hub
 from ..health import endpoints as health
 from ..health.checks import HealthChecks
@@ -49,7 +49,7 @@ DEFAULT_GC_THRESHOLD = gc.get_threshold()
 
 
 def banner(settings: Settings, role: ProcessRole) -> str:
-    base = settings.public_url or f"http://{settings.app_host}:{settings.app_port}"
+    base = settings.base_url()
     jobs = "ENABLED (combined mode: this process also runs the worker)" if role.runs_jobs else "DISABLED"
     return "\n".join(
         [
@@ -150,7 +150,7 @@ def create_app(role: ProcessRole, settings: Settings) -> FastAPI:
     app.state.jobs = registry.jobs()
     problems.install(app)
     app.state.routers = [m.router for m in (auth, tokens, health)]
-    app.state.routers.append(sse.router(needs(Role.VIEWER)))
+    app.state.routers += [sse.router(needs(Role.VIEWER)), catalogue.router(needs(Role.VIEWER), registry.events())]
     app.state.routers += [m.router for m in (workers, exclusions, labs, licensing, commands, system)]
     for router in app.state.routers:
         app.include_router(router, responses=problems.PROBLEM_RESPONSES)

@@ -1,16 +1,25 @@
-"""Every job and command type, by name. Each function lives beside its domain code."""
+"""Every job, command type and event type, by name. Each function and model lives beside its domain code."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from ..activity.tasks import idle_detection
+from ..auth.sessions import SessionEnded
+from ..auth.tokens import TokenRevoked
+from ..events.catalogue import catalogue
+from ..events.data import EventData
+from ..jobs import events as job_events
 from ..jobs.context import CommandType, Job
+from ..labs import events as lab_events
 from ..labs import tasks as labs
 from ..labs.schemas import ImportLab, LabAction
+from ..licensing import events as license_events
 from ..licensing import tasks as licensing
 from ..licensing.schemas import DeregisterLicense, RegisterLicense
+from ..system.events import SettingsUpdated
 from ..system.tasks import housekeeping
+from ..workers import events as worker_events
 from ..workers import imports
 from ..workers import schemas as w
 from ..workers import tasks as workers
@@ -46,3 +55,36 @@ def commands() -> list[CommandType[Any]]:
         CommandType(RegisterLicense, licensing.register, "Register the CML license"),
         CommandType(DeregisterLicense, licensing.deregister, "Deregister the CML license"),
     ]
+
+
+def events() -> dict[str, type[EventData]]:
+    """Every event type the code appends -> the model of its data (`GET /api/events/schemas` publishes them)."""
+    return catalogue(
+        [
+            worker_events.WorkerCreated,
+            worker_events.WorkerStatusUpdated,
+            worker_events.WorkerUpdated,
+            worker_events.WorkerMetricsUpdated,
+            worker_events.WorkerServiceUpdated,
+            worker_events.WorkerActivityUpdated,
+            worker_events.WorkerIdlePaused,
+            worker_events.WorkerDeleted,
+            worker_events.ExclusionCreated,
+            worker_events.ExclusionLifted,
+            lab_events.LabChanged,
+            lab_events.LabStateChanged,
+            lab_events.LabDeleted,
+            license_events.LicenseStarted,
+            license_events.LicenseFailed,
+            license_events.LicenseCompleted,
+            job_events.CommandQueued,
+            job_events.CommandStarted,
+            job_events.CommandProgress,
+            job_events.CommandFinished,
+            job_events.JobRunStarted,
+            job_events.JobRunCompleted,
+            SettingsUpdated,
+            SessionEnded,
+            TokenRevoked,
+        ]
+    )

@@ -45,7 +45,7 @@ def up(settings: Settings, *, extra_env: dict[str, str] | None = None) -> int:
         proc = subprocess.Popen([sys.executable, "-m", "cml_cloud_manager", role], env=env, process_group=0)
         children[proc.pid] = (role, proc)
         log.info("started %s (pid %d)", role, proc.pid)
-    base = settings.public_url or f"http://{settings.app_host}:{settings.app_port}"
+    base = settings.base_url()
     log.info("CML Cloud Manager is starting at %s/ (Ctrl+C stops both processes)", base)
     if settings.auth_mode == "token":
         log.info(

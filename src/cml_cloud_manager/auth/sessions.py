@@ -14,12 +14,13 @@ import secrets
 from collections.abc import Container
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import ClassVar
 
-from pydantic import BaseModel
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..events import outbox
+from ..events.data import EventData
 from ..storage.db import Database
 from ..storage.models import ApiTokenRow, SessionRow
 from .keys import SessionCipher
@@ -177,10 +178,12 @@ async def end(db: Database, session_id: str) -> SessionRow | None:
         return row
 
 
-class SessionEnded(BaseModel):
-    """The data of `auth.session.ended`: API replicas forget the credentials they remember (`cache`) and end the
+class SessionEnded(EventData):
+    """A browser session ended (logout): API replicas forget the credentials they remember (`cache`) and end the
     session's SSE streams (`credentials`). No secret, and not the session's hash: which session (`ref`), whose,
     and why."""
+
+    types: ClassVar[tuple[str, ...]] = (ENDED,)
 
     session: str
     subject: str
@@ -189,4 +192,4 @@ class SessionEnded(BaseModel):
 
 async def _ended(session: AsyncSession, row: SessionRow, reason: str) -> None:
     ended = SessionEnded(session=ref(row.id_sha256), subject=row.subject, reason=reason)
-    await outbox.append(session, ENDED, ended.model_dump(mode="json"), subject=row.subject)
+    await outbox.append(session, ended, subject=row.subject)

@@ -18,7 +18,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, Field
 from sqlalchemy import delete, func, or_, select
@@ -27,6 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from ..config import Settings
 from ..errors import Conflict, NotFound
 from ..events import outbox
+from ..events.data import EventData
 from ..storage.db import Database
 from ..storage.models import ApiTokenRow, SessionRow
 from .roles import Role
@@ -115,8 +116,11 @@ class TokenOut(BaseModel):
     sessions: int = Field(description="Browser sessions currently open with this token")
 
 
-class TokenRevoked(BaseModel):
-    """The answer to a revocation, and the data of its `auth.token.revoked` event (no secret in either)."""
+class TokenRevoked(EventData):
+    """An API token was revoked, and its browser sessions ended: the answer to a revocation, and the data of its
+    `auth.token.revoked` event (no secret in either)."""
+
+    types: ClassVar[tuple[str, ...]] = (REVOKED,)
 
     id: str
     name: str
@@ -185,6 +189,6 @@ async def revoke(db: Database, file_tokens: dict[str, tuple[str, Role]], ref: st
             sessions_ended=int(ended.rowcount),  # type: ignore[attr-defined]
             revoked_by=by,
         )
-        await outbox.append(session, REVOKED, revoked.model_dump(mode="json"), subject=row.id)
+        await outbox.append(session, revoked, subject=row.id)
     log.warning("token %s (%s) revoked by %s; %d session(s) ended", row.name, row.role, by, revoked.sessions_ended)
     return revoked

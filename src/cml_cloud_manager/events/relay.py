@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ..config import Settings
 from ..storage.db import Database
 from ..storage.models import EventRow
-from .cloudevents import envelope, sse_frame
+from .cloudevents import envelope, schemas_url, sse_frame
 from .grants import Access, Open
 from .notifier import Notifier
 
@@ -46,8 +46,9 @@ class Relayed:
     frame: bytes
 
 
-def to_relayed(row: EventRow) -> Relayed:
-    return Relayed(row.seq, row.type, row.worker_id, sse_frame(envelope(row), seq=row.seq))
+def to_relayed(row: EventRow, schemas: str) -> Relayed:
+    """The event encoded once, whatever number of clients it goes to (`schemas`: `cloudevents.schemas_url`)."""
+    return Relayed(row.seq, row.type, row.worker_id, sse_frame(envelope(row, schemas), seq=row.seq))
 
 
 @dataclass(eq=False)
@@ -177,6 +178,7 @@ class Hub:
         self.db = db
         self.notifier = notifier
         self.settings = settings
+        self.schemas = schemas_url(settings)
         # Handed in by apps/: the state belongs to the slices, which sit above this package.
         self.snapshot = snapshot
         # Likewise what a stream was opened with, which auth tells; apps/ sets it once auth has started.
@@ -303,7 +305,7 @@ class Hub:
                 return
             for consumer in self.consumers:
                 consumer.apply(rows)
-            self.fan_out([to_relayed(row) for row in rows])
+            self.fan_out([to_relayed(row, self.schemas) for row in rows])
             if len(rows) < self.batch:
                 return
 

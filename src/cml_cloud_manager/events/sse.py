@@ -107,7 +107,7 @@ def parse_last_event_id(raw: str | None) -> int | None:
     return value
 
 
-async def _replay(db: Database, client: Client, after: int, until: int) -> AsyncIterator[bytes]:
+async def _replay(db: Database, client: Client, after: int, until: int, schemas: str) -> AsyncIterator[bytes]:
     """Events in (after, until], in order; live events after `until` are already queued on the client."""
     while after < until:
         async with db.session(write=False) as session:
@@ -121,7 +121,7 @@ async def _replay(db: Database, client: Client, after: int, until: int) -> Async
             ).all()
         if not rows:
             return
-        frames = [event.frame for event in map(to_relayed, rows) if client.wants(event)]
+        frames = [event.frame for event in (to_relayed(row, schemas) for row in rows) if client.wants(event)]
         if frames:
             yield b"".join(frames)
         after = rows[-1].seq
@@ -217,7 +217,7 @@ async def stream(
                 state = await hub.snapshot(session, client.worker_ids)
             yield sse_frame(state, event="snapshot")
         else:
-            async for replayed in _replay(db, client, after, position):
+            async for replayed in _replay(db, client, after, position, hub.schemas):
                 yield replayed
         while True:
             chunk = await client.next_chunk()

@@ -19,6 +19,7 @@ from ..storage.models import CommandRow, CommandSecretRow
 from ..storage.retry import contention, retry_on_contention
 from ..storage.wipe import truncate_log
 from .context import CommandPayload, CommandType, Context, InvalidPayload
+from .events import CommandFinished, CommandProgress, CommandQueued, CommandStarted
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +51,8 @@ async def enqueue(
     await session.flush()
     if secret is not None:
         session.add(CommandSecretRow(command_id=row.id, value=secret))
-    await outbox.append(
-        session,
-        "command.queued",
-        {"command_id": row.id, "type": type, "worker_id": worker_id},
-        worker_id=worker_id,
-    )
+    queued = CommandQueued(command_id=row.id, type=type, worker_id=worker_id, attempt=1, reason="")
+    await outbox.append(session, queued, worker_id=worker_id)
     session.info[COMMANDS_QUEUED] = True
     return row
 
@@ -179,17 +176,13 @@ class CommandRunner:
                 candidate.attempts += 1
                 candidate.started_at = now
                 candidate.lease_expires_at = now + timedelta(seconds=settings.lease_seconds)
-                await outbox.append(
-                    session,
-                    "command.started",
-                    {
-                        "command_id": candidate.id,
-                        "type": candidate.type,
-                        "attempt": candidate.attempts,
-                        "claimed_by": self.ctx.process_id,
-                    },
-                    worker_id=candidate.worker_id,
+                started = CommandStarted(
+                    command_id=candidate.id,
+                    type=candidate.type,
+                    attempt=candidate.attempts,
+                    claimed_by=self.ctx.process_id,
                 )
+                await outbox.append(session, started, worker_id=candidate.worker_id)
         if had_secret:  # after the commit: the log now holds the zeroed page
             await truncate_log(self.ctx.db)
         return candidate
@@ -210,12 +203,8 @@ class CommandRunner:
                     .where(CommandRow.id == row.id, CommandRow.claimed_by == self.ctx.process_id)
                     .values(progress=message)
                 )
-                await outbox.append(
-                    session,
-                    "command.progress",
-                    {"command_id": row.id, "type": row.type, "message": message},
-                    worker_id=row.worker_id,
-                )
+                progressed = CommandProgress(command_id=row.id, type=row.type, message=message)
+                await outbox.append(session, progressed, worker_id=row.worker_id)
 
         async def pause(seconds: float) -> None:
             self.waiting.add(row.id)
@@ -280,18 +269,10 @@ class CommandRunner:
         row.claimed_by = None
         row.lease_expires_at = None
         row.error = reason
-        await outbox.append(
-            session,
-            "command.queued",
-            {
-                "command_id": row.id,
-                "type": row.type,
-                "worker_id": row.worker_id,
-                "attempt": row.attempts + 1,
-                "reason": reason,
-            },
-            worker_id=row.worker_id,
+        queued = CommandQueued(
+            command_id=row.id, type=row.type, worker_id=row.worker_id, attempt=row.attempts + 1, reason=reason
         )
+        await outbox.append(session, queued, worker_id=row.worker_id)
 
     async def _finish(
         self,
@@ -310,10 +291,11 @@ class CommandRunner:
         row.error = error
         row.finished_at = now
         row.lease_expires_at = None
+        finished = CommandFinished(command_id=row.id, type=row.type, status=outcome, result=result, error=error)
         await outbox.append(
             session,
-            "command.completed" if outcome == "succeeded" else "command.failed",
-            {"command_id": row.id, "type": row.type, "status": outcome, "result": result, "error": error},
+            finished,
+            type="command.completed" if outcome == "succeeded" else "command.failed",
             worker_id=row.worker_id,
         )
         return bool(secret.rowcount)  # type: ignore[attr-defined]

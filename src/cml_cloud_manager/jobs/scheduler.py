@@ -31,6 +31,7 @@ from ..stopping import finish
 from ..storage.models import JobRunRow
 from ..storage.retry import retry_on_contention
 from .context import Context, Job, Report
+from .events import JobRunCompleted, JobRunStarted
 
 log = logging.getLogger(__name__)
 
@@ -237,15 +238,15 @@ class Scheduler:
     async def _started(
         self, session: AsyncSession, row: JobRunRow, *, attempt: int, taken_from: str | None = None
     ) -> None:
-        data = {
-            "job": row.job_name,
-            "run_id": row.id,
-            "trigger": row.trigger,
-            "claimed_by": self.ctx.process_id,
-            "attempt": attempt,
-            "taken_from": taken_from,
-        }
-        await outbox.append(session, "job.run.started", data, subject=row.job_name)
+        started = JobRunStarted(
+            job=row.job_name,
+            run_id=row.id,
+            trigger=row.trigger,
+            claimed_by=self.ctx.process_id,
+            attempt=attempt,
+            taken_from=taken_from,
+        )
+        await outbox.append(session, started, subject=row.job_name)
 
     def _spawn(self, name: str, run_id: int, timeout: float, trigger: str) -> asyncio.Task[RunReport]:
         task = asyncio.create_task(self._execute(name, run_id, timeout, trigger), name=f"job:{name}")
@@ -318,20 +319,16 @@ class Scheduler:
                 if result.rowcount != 1:  # type: ignore[attr-defined]
                     log.warning("job %s run %d was taken over; not recording this result", name, run_id)
                     return
-                await outbox.append(
-                    session,
-                    "job.run.completed",
-                    {
-                        "job": name,
-                        "run_id": run_id,
-                        "trigger": trigger,
-                        "outcome": outcome,
-                        "error": error,
-                        "duration_seconds": round(duration, 3),
-                        "summary": summary,
-                    },
-                    subject=name,
+                completed = JobRunCompleted(
+                    job=name,
+                    run_id=run_id,
+                    trigger=trigger,
+                    outcome=outcome,
+                    error=error,
+                    duration_seconds=round(duration, 3),
+                    summary=summary,
                 )
+                await outbox.append(session, completed, subject=name)
 
         try:
             await record()

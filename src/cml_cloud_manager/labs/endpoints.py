@@ -35,7 +35,7 @@ class TooLarge(AppError):
 async def list_labs(worker_id: str, db: DatabaseDep, limit: Limit = 100, offset: Offset = 0) -> Page[LabOut]:
     async with db.session(write=False) as session:
         await workers.get(session, worker_id)
-        labs = [LabOut.model_validate(service.public(row)) for row in await service.list_for(session, worker_id)]
+        labs = [LabOut.model_validate(row) for row in await service.list_for(session, worker_id)]
     return page_of(labs, limit=limit, offset=offset)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..jobs.context import Report
 from ..workers.schemas import WorkerCommand
@@ -14,7 +14,15 @@ from ..workers.schemas import WorkerCommand
 LabOperation = Literal["start", "stop", "wipe", "delete"]
 
 
+class LabStateEntry(BaseModel):
+    state: str
+    at: datetime
+    reason: str
+
+
 class LabOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     id: str
     worker_id: str
     cml_lab_id: str
@@ -27,7 +35,13 @@ class LabOut(BaseModel):
     cml_created_at: datetime | None
     cml_modified_at: datetime | None
     updated_at: datetime
-    history: list[Any]
+    history: list[LabStateEntry] = Field(description="Its last 20 states, oldest first")
+
+    @field_validator("history", mode="before")
+    @classmethod
+    def _states(cls, value: Any) -> Any:
+        # A lab row keeps them as {"states": [...]}, the JSON column's shape.
+        return value.get("states", []) if isinstance(value, dict) else value
 
 
 class LabAction(WorkerCommand):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -12,29 +11,12 @@ from ..cml.types import LabDetails
 from ..errors import NotFound
 from ..events import outbox
 from ..storage.models import LabRow
+from .events import LabChanged, LabDeleted, LabStateChanged
 from .schemas import LabsSynced
 
 
 class LabNotFound(NotFound):
     code = "lab_not_found"
-
-
-def public(row: LabRow) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "worker_id": row.worker_id,
-        "cml_lab_id": row.cml_lab_id,
-        "title": row.title,
-        "description": row.description,
-        "state": row.state,
-        "owner": row.owner,
-        "node_count": row.node_count,
-        "link_count": row.link_count,
-        "cml_created_at": row.cml_created_at,
-        "cml_modified_at": row.cml_modified_at,
-        "updated_at": row.updated_at,
-        "history": row.history.get("states", []),
-    }
 
 
 async def list_for(session: AsyncSession, worker_id: str) -> list[LabRow]:
@@ -59,12 +41,8 @@ async def set_state(session: AsyncSession, row: LabRow, state: str, *, reason: s
     row.updated_at = now
     states = [*row.history.get("states", []), {"state": state, "at": now.isoformat(), "reason": reason}][-20:]
     row.history = {**row.history, "states": states}
-    await outbox.append(
-        session,
-        "lab.state.changed",
-        {"lab_id": row.id, "cml_lab_id": row.cml_lab_id, "title": row.title, "previous": previous, "state": state},
-        worker_id=row.worker_id,
-    )
+    changed = LabStateChanged(lab_id=row.id, cml_lab_id=row.cml_lab_id, title=row.title, previous=previous, state=state)
+    await outbox.append(session, changed, worker_id=row.worker_id)
     return True
 
 
@@ -91,7 +69,7 @@ async def sync(session: AsyncSession, worker_id: str, labs: list[LabDetails]) ->
             row.history = {"states": [{"state": lab.state.value, "at": now.isoformat(), "reason": "discovered"}]}
             session.add(row)
             await session.flush()
-            await outbox.append(session, "lab.created", public(row), worker_id=worker_id)
+            await outbox.append(session, LabChanged.model_validate(row), type="lab.created", worker_id=worker_id)
             added += 1
             continue
         dirty = {k: v for k, v in fields.items() if getattr(row, k) != v}
@@ -100,11 +78,9 @@ async def sync(session: AsyncSession, worker_id: str, labs: list[LabDetails]) ->
         if await set_state(session, row, lab.state.value, reason="observed in CML") or dirty:
             row.updated_at = now
             if dirty:
-                await outbox.append(session, "lab.updated", public(row), worker_id=worker_id)
+                await outbox.append(session, LabChanged.model_validate(row), type="lab.updated", worker_id=worker_id)
             updated += 1
     for row in existing.values():
-        await outbox.append(
-            session, "lab.deleted", {"lab_id": row.id, "cml_lab_id": row.cml_lab_id}, worker_id=worker_id
-        )
+        await outbox.append(session, LabDeleted(lab_id=row.id, cml_lab_id=row.cml_lab_id), worker_id=worker_id)
         await session.delete(row)
     return LabsSynced(added=added, updated=updated, removed=len(existing))

@@ -12,6 +12,7 @@ from ..jobs.context import Context
 from ..storage.models import WorkerRow
 from ..workers import service as workers
 from ..workers.domain import ServiceStatus, WorkerStatus, check_action
+from ..workers.events import WorkerMetricsUpdated
 from ..workers.schemas import RefreshLabs
 from . import service
 from .domain import check_lab_action
@@ -27,7 +28,7 @@ async def refresh_worker_labs(ctx: Context, worker: WorkerRow) -> LabsSynced:
         row = await workers.get(session, worker.id)
         if row.labs_count != len(labs):
             row.labs_count = len(labs)
-            await workers.touch(session, row, "worker.metrics.updated", {"labs_count": len(labs)})
+            await workers.touch(session, row, WorkerMetricsUpdated.of(row, labs_count=len(labs)))
     return result
 
 

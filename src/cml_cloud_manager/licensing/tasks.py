@@ -9,11 +9,12 @@ from ..jobs import commands
 from ..jobs.context import Context
 from ..workers import service as workers
 from ..workers.domain import check_action
+from .events import Action, LicenseCompleted, LicenseFailed, LicenseStarted
 from .schemas import DeregisterLicense, LicenseReport, RegisterLicense
 
 
 async def _run(ctx: Context, payload: RegisterLicense | DeregisterLicense) -> LicenseReport:
-    action = "registration" if isinstance(payload, RegisterLicense) else "deregistration"
+    action: Action = "registration" if isinstance(payload, RegisterLicense) else "deregistration"
     async with ctx.db.session(write=False) as session:
         worker = await workers.get(session, payload.worker_id)
     check_action("license", worker.status, name=worker.name)
@@ -21,7 +22,8 @@ async def _run(ctx: Context, payload: RegisterLicense | DeregisterLicense) -> Li
     # Read before anything is announced: a command whose token is gone fails without a "started" left open.
     token = await commands.secret(ctx) if isinstance(payload, RegisterLicense) else ""
     async with ctx.db.session() as session:
-        await outbox.append(session, f"license.{action}.started", {"name": worker.name}, worker_id=worker.id)
+        started = LicenseStarted(name=worker.name)
+        await outbox.append(session, started, type=f"license.{action}.started", worker_id=worker.id)
     try:
         if isinstance(payload, RegisterLicense):
             await ctx.progress("Registering the CML license with Smart Licensing")
@@ -32,19 +34,14 @@ async def _run(ctx: Context, payload: RegisterLicense | DeregisterLicense) -> Li
         licensing = await client.licensing()
     except CMLError as exc:
         async with ctx.db.session() as session:
-            await outbox.append(
-                session, f"license.{action}.failed", {"name": worker.name, "error": exc.message}, worker_id=worker.id
-            )
+            failed = LicenseFailed(name=worker.name, error=exc.message)
+            await outbox.append(session, failed, type=f"license.{action}.failed", worker_id=worker.id)
         raise
     async with ctx.db.session() as session:
         row = await workers.get(session, worker.id)
         row.license_status = licensing.status.value
-        await outbox.append(
-            session,
-            f"license.{action}.completed",
-            {"name": worker.name, "license_status": row.license_status},
-            worker_id=worker.id,
-        )
+        completed = LicenseCompleted(name=worker.name, license_status=row.license_status)
+        await outbox.append(session, completed, type=f"license.{action}.completed", worker_id=worker.id)
     return LicenseReport(license_status=licensing.status.value)
 
 

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ..events import outbox
 from ..jobs.scheduler import Override
 from ..storage.models import SystemSettingRow
+from .events import SettingsUpdated
 
 
 async def get_all(session: AsyncSession) -> dict[str, Override]:
@@ -30,6 +31,6 @@ async def update(session: AsyncSession, changes: dict[str, Override | None], *, 
         else:
             row.value = value
             row.updated_at = now
-    await outbox.append(session, "system.settings.updated", {"changes": changes, "by": actor})
+    await outbox.append(session, SettingsUpdated(changes=changes, by=actor))
     await session.flush()
     return await get_all(session)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse, Response
@@ -13,6 +13,7 @@ from ..auth.json_body import JsonBodyRoute
 from ..auth.roles import Principal, Role
 from ..config import Settings
 from ..errors import BadRequest, Conflict
+from ..events.cloudevents import CloudEvent
 from ..jobs.queue import ACCEPTED, queue
 from ..storage.retry import retry_on_contention
 from ..web.deps import DatabaseDep, SettingsDep
@@ -248,9 +249,9 @@ async def metrics_history(
 
 @router.get("/{worker_id}/events", summary="The worker's recent events (CloudEvents envelopes), newest first")
 async def worker_events(
-    worker_id: str, db: DatabaseDep, limit: Limit = 100, offset: Offset = 0
-) -> Page[dict[str, Any]]:
-    return await service.events_page(db, worker_id, limit=limit, offset=offset)
+    worker_id: str, db: DatabaseDep, settings: SettingsDep, limit: Limit = 100, offset: Offset = 0
+) -> Page[CloudEvent]:
+    return await service.events_page(db, settings, worker_id, limit=limit, offset=offset)
 
 
 @router.put(

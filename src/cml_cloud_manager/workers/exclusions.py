@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
-from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -22,18 +21,10 @@ from ..events import outbox
 from ..storage.models import ExclusionRow, WorkerRow
 from ..web.deps import DatabaseDep
 from ..web.paging import Limit, Offset, Page, rows_page
+from .events import ExclusionCreated, ExclusionLifted
+from .schemas import ExclusionOut
 
 router = APIRouter(prefix="/api/exclusions", tags=["exclusions"], dependencies=needs(Role.VIEWER))
-
-
-class ExclusionOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    aws_instance_id: str
-    aws_region: str
-    name: str
-    excluded_by: str
-    created_at: datetime
 
 
 class ExclusionNotFound(NotFound):
@@ -50,8 +41,7 @@ async def exclude(session: AsyncSession, worker: WorkerRow, *, by: str) -> None:
         session.add(row)
     row.aws_region, row.name, row.excluded_by = worker.aws_region, worker.name, by
     row.created_at = datetime.now(UTC)
-    data = ExclusionOut.model_validate(row).model_dump(mode="json")
-    await outbox.append(session, "exclusion.created", data, subject=row.aws_instance_id)
+    await outbox.append(session, ExclusionCreated.model_validate(row), subject=row.aws_instance_id)
 
 
 async def excluded(session: AsyncSession, instance_ids: list[str]) -> set[str]:
@@ -86,9 +76,7 @@ async def lift(session: AsyncSession, instance_id: str, *, by: str) -> Exclusion
         )
     lifted = ExclusionOut.model_validate(row)
     await session.delete(row)
-    await outbox.append(
-        session, "exclusion.lifted", {**lifted.model_dump(mode="json"), "lifted_by": by}, subject=instance_id
-    )
+    await outbox.append(session, ExclusionLifted(**lifted.model_dump(), lifted_by=by), subject=instance_id)
     return lifted
 
 

@@ -64,6 +64,18 @@ class WorkerRemoved(BaseModel):
     excluded: str | None = Field(description="The instance now excluded from imports")
 
 
+class ExclusionOut(BaseModel):
+    """An instance removed from the fleet, which imports leave alone until the exclusion is lifted."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    aws_instance_id: str
+    aws_region: str
+    name: str
+    excluded_by: str
+    created_at: datetime
+
+
 class FleetSummary(BaseModel):
     total: int
     by_status: dict[str, int]

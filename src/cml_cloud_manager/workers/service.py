@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ..config import Settings
 from ..errors import BadRequest, Conflict, NotFound, TooManyRequests
 from ..events import outbox
-from ..events.cloudevents import envelope
+from ..events.cloudevents import CloudEvent, envelope, schemas_url
 from ..jobs.context import CommandPayload
 from ..jobs.processes import worker_liveness
 from ..jobs.queue import CommandAccepted, accepted, queue
@@ -25,6 +25,7 @@ from ..storage.retry import retry_on_contention
 from ..web.paging import Page, rows_page
 from . import pricing
 from .domain import WorkerStatus, check_action, check_transition
+from .events import WorkerChanged, WorkerCreated, WorkerDeleted, WorkerStatusUpdated, WorkerUpdated
 from .schemas import FleetSummary, MetricSample, RefreshWorkers, WorkerOut
 
 # The API's busiest reads (the list, one worker) load plain rows, without ORM objects.
@@ -123,7 +124,7 @@ def create_row(**fields: Any) -> WorkerRow:
 async def add(session: AsyncSession, row: WorkerRow, *, reason: str) -> WorkerRow:
     session.add(row)
     await session.flush()
-    await outbox.append(session, "worker.created", {"reason": reason, "worker": public(row)}, worker_id=row.id)
+    await outbox.append(session, WorkerCreated(reason=reason, worker=WorkerOut.model_validate(row)), worker_id=row.id)
     return row
 
 
@@ -137,23 +138,20 @@ async def set_status(session: AsyncSession, row: WorkerRow, status: str, *, reas
     row.updated_at = datetime.now(UTC)
     await outbox.append(
         session,
-        "worker.status.updated",
-        {"previous": previous, "status": target, "reason": reason, "name": row.name},
+        WorkerStatusUpdated(name=row.name, previous=previous, status=target, reason=reason),
         worker_id=row.id,
     )
     return True
 
 
-async def touch(session: AsyncSession, row: WorkerRow, event_type: str, changed: dict[str, Any]) -> None:
-    """Record that fields changed and tell the browsers which ones."""
+async def touch(session: AsyncSession, row: WorkerRow, changed: WorkerChanged) -> None:
+    """Record that fields changed and tell the browsers which ones (`WorkerUpdated.of(row, tags=...)`)."""
     row.updated_at = datetime.now(UTC)
-    await outbox.append(session, event_type, {"name": row.name, "changes": changed}, worker_id=row.id)
+    await outbox.append(session, changed, worker_id=row.id)
 
 
 async def remove(session: AsyncSession, row: WorkerRow, *, terminated: bool) -> None:
-    await outbox.append(
-        session, "worker.deleted", {"name": row.name, "instance_terminated": terminated}, worker_id=row.id
-    )
+    await outbox.append(session, WorkerDeleted(name=row.name, instance_terminated=terminated), worker_id=row.id)
     await session.delete(row)
 
 
@@ -297,13 +295,15 @@ async def metrics_page(db: Database, worker_id: str, *, hours: float, limit: int
     return Page[MetricSample](items=items, total=total, limit=limit, offset=offset)
 
 
-async def events_page(db: Database, worker_id: str, *, limit: int, offset: int) -> Page[dict[str, Any]]:
+async def events_page(db: Database, settings: Settings, worker_id: str, *, limit: int, offset: int) -> Page[CloudEvent]:
     """The worker's events as CloudEvents envelopes, newest first."""
     query = select(EventRow).where(EventRow.worker_id == worker_id).order_by(EventRow.seq.desc())
     async with db.session(write=False) as session:
         await get(session, worker_id)
         rows, total = await rows_page(session, query, limit=limit, offset=offset)
-    return Page[dict[str, Any]](items=[envelope(row) for row in rows], total=total, limit=limit, offset=offset)
+    schemas = schemas_url(settings)
+    items = [envelope(row, schemas) for row in rows]
+    return Page[CloudEvent](items=items, total=total, limit=limit, offset=offset)
 
 
 @retry_on_contention
@@ -315,9 +315,8 @@ async def update_idle(db: Database, worker_id: str, *, enabled: bool | None, sno
         if enabled is not None:
             row.idle_detection_enabled = changes["idle_detection_enabled"] = enabled
         if snooze_minutes is not None:
-            row.snoozed_until = datetime.now(UTC) + timedelta(minutes=snooze_minutes)
-            changes["snoozed_until"] = row.snoozed_until.isoformat()
+            row.snoozed_until = changes["snoozed_until"] = datetime.now(UTC) + timedelta(minutes=snooze_minutes)
         if not changes:
             raise BadRequest("Nothing to change: pass 'enabled' and/or 'snooze_minutes'")
-        await touch(session, row, "worker.updated", changes)
+        await touch(session, row, WorkerUpdated.of(row, **changes))
         return WorkerOut.model_validate(row)

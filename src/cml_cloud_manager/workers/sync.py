@@ -16,6 +16,7 @@ from ..jobs.commands import enqueue
 from ..storage.models import MetricSampleRow, WorkerRow
 from . import service
 from .domain import ServiceStatus, WorkerStatus
+from .events import WorkerMetricsUpdated, WorkerServiceUpdated, WorkerUpdated
 from .schemas import RefreshLabs
 
 TAG_WORKER_ID = "cml-cloud-manager:worker-id"
@@ -129,14 +130,14 @@ async def apply(
         )
     )
     if service_changed:
-        await service.touch(session, row, "worker.service.updated", service_changed)
+        await service.touch(session, row, WorkerServiceUpdated.of(row, **service_changed))
         if service_changed.get("service_status") == ServiceStatus.AVAILABLE:
             # Labs appear as soon as CML answers, not at the next labs-refresh tick.
             await enqueue(session, RefreshLabs(worker_id=row.id), worker_id=row.id)
     if metrics_changed:
-        await service.touch(session, row, "worker.metrics.updated", metrics_changed)
+        await service.touch(session, row, WorkerMetricsUpdated.of(row, **metrics_changed))
     if changed:
-        await service.touch(session, row, "worker.updated", {k: str(v) for k, v in changed.items()})
+        await service.touch(session, row, WorkerUpdated.of(row, **changed))
     return {**changed, **metrics_changed, **service_changed}
 
 

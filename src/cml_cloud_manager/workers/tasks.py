@@ -19,6 +19,7 @@ from ..jobs.context import Context
 from ..storage.models import WorkerRow
 from . import exclusions, service
 from .domain import WorkerStatus, check_action
+from .events import WorkerUpdated
 from .follow import follow
 from .metrics import refresh_workers
 from .schemas import (
@@ -178,7 +179,7 @@ async def _adopt(session: AsyncSession, row: WorkerRow, instance: Instance) -> N
     for name, value in instance_fields(instance).items():
         setattr(row, name, value)
     await service.set_status(session, row, instance.state.value, reason="instance launched")
-    await service.touch(session, row, "worker.updated", {"aws_instance_id": instance.id})
+    await service.touch(session, row, WorkerUpdated.of(row, aws_instance_id=instance.id))
 
 
 async def import_instance(ctx: Context, payload: ImportInstance) -> Imported:
@@ -220,7 +221,7 @@ async def set_tags(ctx: Context, payload: SetTags) -> TagsSet:
     async with ctx.db.session() as session:
         row = await service.get(session, worker.id)
         row.tags = {**{k: v for k, v in row.tags.items() if k not in remove}, **add}
-        await service.touch(session, row, "worker.updated", {"tags": row.tags})
+        await service.touch(session, row, WorkerUpdated.of(row, tags=row.tags))
     return TagsSet(tags=row.tags)
 
 
@@ -235,7 +236,7 @@ async def set_monitoring(ctx: Context, payload: SetMonitoring) -> MonitoringSet:
     async with ctx.db.session() as session:
         row = await service.get(session, worker.id)
         row.detailed_monitoring = enabled
-        await service.touch(session, row, "worker.updated", {"detailed_monitoring": enabled})
+        await service.touch(session, row, WorkerUpdated.of(row, detailed_monitoring=enabled))
     return MonitoringSet(monitoring=states.get(instance_id, "pending" if enabled else "disabling"))
 
 
