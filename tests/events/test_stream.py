@@ -13,7 +13,7 @@ from cml_cloud_manager.events.relay import Client
 from cml_cloud_manager.labs.events import LabStateChanged
 from cml_cloud_manager.storage.db import Database
 from cml_cloud_manager.storage.models import EventRow
-from cml_cloud_manager.workers.events import WorkerMetricsUpdated, WorkerStatusUpdated
+from cml_cloud_manager.workers.events import MetricsChanges, WorkerMetricsUpdated, WorkerStatusUpdated
 
 from ..conftest import make_settings, serve_api
 from ..sockets import describe, stalled_stream, wait_gone
@@ -59,13 +59,13 @@ async def test_filters_by_worker_and_type(api: httpx.AsyncClient, db: Database) 
     async with open_stream(str(api.base_url), params=params) as stream:
         await stream.next()
         assert (await stream.next()).event == "snapshot"
+        status = WorkerStatusUpdated(name="1", previous="stopped", status="pending", reason="")
         lab = LabStateChanged(lab_id="l", cml_lab_id="c", title="t", previous="STOPPED", state="STARTED")
+        metrics = WorkerMetricsUpdated(name="3", changes=MetricsChanges(labs_count=1))
         async with db.session() as session:
-            await outbox.append(
-                session, WorkerStatusUpdated(name="1", previous="a", status="b", reason=""), worker_id="w1"
-            )
+            await outbox.append(session, status, worker_id="w1")
             await outbox.append(session, lab, worker_id="w2")
-            await outbox.append(session, WorkerMetricsUpdated(name="3", changes={"labs_count": 1}), worker_id="w3")
+            await outbox.append(session, metrics, worker_id="w3")
         event = await stream.next()
         assert (event.data["subject"], event.type) == ("w3", "worker.metrics.updated")
 

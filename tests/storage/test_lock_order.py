@@ -248,9 +248,7 @@ async def test_a_deadlocked_unit_of_work_runs_again_and_succeeds(db: Database) -
                 # (under load it can still be committing), or its increment would be lost.
                 row = await service.get(session, worker_id, for_update=True)
                 row.auto_pauses += 1
-                await service.touch(
-                    session, row, WorkerUpdated.of(row, idle_detection_enabled=row.idle_detection_enabled)
-                )
+                await service.touch(session, row, WorkerUpdated.of(row, status_checks=f"bumped {row.auto_pauses}"))
                 await session.flush()
                 if worker_id == first and runs[first] == 1:  # the first time, wait until both hold a row
                     first_locked[first].set()
@@ -339,7 +337,7 @@ async def test_a_command_that_lost_a_lock_conflict_is_queued_again(db: Database,
         events = (await session.scalars(select(EventRow).order_by(EventRow.seq))).all()
     once_events = [(e.type, e.data.get("attempt")) for e in events if e.data.get("command_id") == once.id]
     assert once_events == [
-        ("command.queued", None),
+        ("command.queued", 1),
         ("command.started", 1),
         ("command.queued", 2),
         ("command.started", 2),

@@ -93,4 +93,4 @@ async def test_the_newest_event_stays_however_old(db: Database, database_url: st
         assert (await housekeeping(ctx)).events_pruned == 0
 
     async with db.session(write=False) as session:
-        assert [e.data for e in (await session.scalars(select(EventRow))).all()] == [{"n": 2}]
+        assert [e.data["i"] for e in (await session.scalars(select(EventRow))).all()] == [2]

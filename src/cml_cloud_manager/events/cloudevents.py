@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-from typing import Any, TypedDict
+from typing import Any
 
 from pydantic import JsonValue
+from typing_extensions import TypedDict
 
 from ..config import Settings
 from ..storage.models import EventRow
