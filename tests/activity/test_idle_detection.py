@@ -120,7 +120,7 @@ async def test_a_persons_activity_is_recorded_and_keeps_the_worker_running(
     assert (row.status, row.last_activity_at, row.auto_pauses) == (WorkerStatus.RUNNING, student_at, 0)
     # Recorded once: the second run asks only for what came after it and finds nothing new.
     updates = [e for e in await events(db, worker.id) if e.type == "worker.activity.updated"]
-    assert [e.data["changes"]["last_activity_at"] for e in updates] == [student_at.isoformat()]
+    assert [datetime.fromisoformat(e.data["changes"]["last_activity_at"]) for e in updates] == [student_at]
 
 
 async def test_the_timeout_runs_from_the_last_activity_cml_reported(

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
 
-from cml_cloud_manager.aws.types import Instance, InstanceState
+from cml_cloud_manager.aws.types import Instance, InstanceState, SecurityGroupRef
 from cml_cloud_manager.cml.types import SystemInfo
 from cml_cloud_manager.storage.db import Database
-from cml_cloud_manager.storage.models import WorkerRow
+from cml_cloud_manager.storage.models import EventRow, WorkerRow
 from cml_cloud_manager.workers import service
 from cml_cloud_manager.workers.sync import CmlObservation, Observation, apply
 
@@ -91,3 +92,23 @@ async def test_a_host_not_asked_this_time_keeps_what_was_known(db: Database, wor
     assert await observe(db, worker_id, ready) == ("available", True)
     backing_off = Observation(instance=instance(InstanceState.RUNNING), cml=CmlObservation(skipped=True))
     assert await observe(db, worker_id, backing_off) == ("available", True)
+
+
+async def test_what_changed_is_announced_as_json_with_real_types(db: Database, worker_id: str) -> None:
+    """Not Python's text for a dict or a datetime: the values as `GET /api/workers/{id}` shows them."""
+    tagged = replace(
+        instance(InstanceState.RUNNING),
+        tags={"team": "net"},
+        security_groups=(SecurityGroupRef(id="sg-1", name="cml"),),
+        monitoring_state="enabled",
+    )
+    await observe(db, worker_id, Observation(instance=tagged, cml=answered(ready=True)))
+    async with db.session(write=False) as session:
+        [event] = (await session.scalars(select(EventRow).where(EventRow.type == "worker.updated"))).all()
+    changes = event.data["changes"]
+    assert changes["tags"] == {"team": "net"}
+    assert changes["details"]["security_groups"] == [{"id": "sg-1", "name": "cml"}]
+    assert changes["detailed_monitoring"] is True
+    assert datetime.fromisoformat(changes["launched_at"]) == LAUNCHED
+    assert changes["public_ip"] == "203.0.113.5"
+    assert "cpu_percent" not in changes and "name" not in changes  # only what changed, and only instance fields
