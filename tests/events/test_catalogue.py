@@ -62,7 +62,7 @@ def test_each_type_has_a_description_and_a_closed_valid_schema(type: str) -> Non
     assert schema.get("description"), f"{model.__name__} needs a docstring: it is the type's description"
 
 
-def test_append_names_the_type_when_a_model_carries_several() -> None:
+async def test_append_names_the_type_when_a_model_carries_several(db: Database) -> None:
     lab = LabChanged.model_validate(
         {
             "id": "l1",
@@ -80,11 +80,12 @@ def test_append_names_the_type_when_a_model_carries_several() -> None:
             "history": [],
         }
     )
-    assert lab.event_type("lab.updated") == "lab.updated"
-    with pytest.raises(TypeError, match="say which type"):
-        lab.event_type()
-    with pytest.raises(TypeError, match="does not carry 'lab.deleted'"):
-        lab.event_type("lab.deleted")
+    async with db.session() as session:
+        assert (await outbox.append(session, lab, type="lab.updated", worker_id="w1")).type == "lab.updated"
+        with pytest.raises(TypeError, match="say which type"):
+            await outbox.append(session, lab, worker_id="w1")
+        with pytest.raises(TypeError, match=r"does not carry 'lab\.deleted'"):
+            await outbox.append(session, lab, type="lab.deleted", worker_id="w1")
 
 
 def test_changes_carry_only_what_changed() -> None:
@@ -98,7 +99,9 @@ def test_dataschema_is_an_absolute_url_of_the_api() -> None:
     assert schemas_url(make_settings("sqlite+aiosqlite://", public_url="https://cml.example.com/")) == (
         "https://cml.example.com/api/events/schemas"
     )
-    assert schemas_url(Settings(_env_file=None, app_host="::1", app_port=9000)) == "http://[::1]:9000/api/events/schemas"
+    assert (
+        schemas_url(Settings(_env_file=None, app_host="::1", app_port=9000)) == "http://[::1]:9000/api/events/schemas"
+    )
     assert schemas_url(Settings(_env_file=None)) == "http://127.0.0.1:8000/api/events/schemas"
 
 
