@@ -20,6 +20,7 @@ from cml_cloud_manager.storage.db import Database
 from cml_cloud_manager.storage.migrate import migrate
 
 from ..conftest import BACKEND, REDIS_URL, make_settings
+from . import event_schemas
 from .faults import Blackhole, PrivatePostgres, PrivateRedis, SilentListener
 from .processes import Proc, spawn, wait_ready
 
@@ -60,7 +61,9 @@ Start = Callable[..., Awaitable["Proc"]]
 
 
 @pytest.fixture
-async def start(stack_env: dict[str, str], tmp_path: Path) -> AsyncIterator[Start]:
+async def start(stack_env: dict[str, str], database_url: str, tmp_path: Path) -> AsyncIterator[Start]:
+    """Starts processes of the test's stack; afterwards stops them, and checks every event they stored in the
+    test's database against its type's published schema (`event_schemas`)."""
     procs: list[Proc] = []
 
     async def _start(role: str, *args: str, **env: str) -> Proc:
@@ -70,9 +73,13 @@ async def start(stack_env: dict[str, str], tmp_path: Path) -> AsyncIterator[Star
         return proc
 
     yield _start
-    for proc in procs:
-        if proc.popen.poll() is None:
-            proc.stop()
+    try:
+        await event_schemas.fetch_from_any(procs)
+    finally:
+        for proc in procs:
+            if proc.popen.poll() is None:
+                proc.stop()
+    await event_schemas.check(database_url, tmp_path)
 
 
 @pytest.fixture

@@ -29,6 +29,7 @@ from cml_cloud_manager.storage.db import Database
 from cml_cloud_manager.storage.migrate import migrate
 
 from ..conftest import BACKEND, PG_BASE, REDIS_URL, _create_pg_database, _drop_pg_database, make_settings
+from ..e2e import event_schemas
 from ..e2e.conftest import Sandbox
 from ..e2e.processes import Proc, free_port, spawn, wait_ready
 
@@ -184,6 +185,10 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
         await running.start_worker()
         await _fleet_ready(running)
         yield running
+        # Every event the module's tests made the stack produce, against its type's published schema.
+        await event_schemas.fetch(running.url, {"Authorization": f"Bearer {TOKENS['viewer']}"})
+        running.stop_all()
+        await event_schemas.check(database_url, work_dir)
     finally:
         running.stop_all()
         cml.stop()
