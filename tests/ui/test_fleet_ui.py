@@ -172,7 +172,27 @@ async def test_idle_detection_can_be_switched_and_snoozed(stack: Stack, page: Pa
     await idle.get_by_label("Snooze for (minutes)").fill("90")
     await idle.get_by_role("button", name="Snooze").click()
     await expect(idle.locator("dt:text-is('Snoozed until') + dd time")).to_be_visible()
-    assert stack.get(f"/api/workers/{worker['id']}")["snoozed_until"] is not None
+    snoozed = stack.get(f"/api/workers/{worker['id']}")["snoozed_until"]
+    assert snoozed is not None
+    # The event's data is JSON with a real time in it, which the timeline shows as a time.
+    shown = await page.evaluate("iso => import('/static/format.js').then(format => format.when(iso))", snoozed)
+    update = page.locator(".timeline li[data-type='worker.updated']").filter(has_text="snoozed_until")
+    await expect(update.first).to_contain_text(f"snoozed_until: {shown}")
+
+
+async def test_the_timeline_shows_nested_event_data_as_json(stack: Stack, page: Page) -> None:
+    await page.goto(stack.url)
+    await expect(page.locator("#live")).to_have_text("Live")
+    text = await page.evaluate(
+        """async () => {
+        const { describe } = await import("/static/timeline.js");
+        const line = document.createElement("span");
+        const changes = { tags: { team: "net" }, detailed_monitoring: true, public_ip: null };
+        line.append(describe({ type: "worker.updated", data: { name: "w", changes } }));
+        return line.textContent;
+    }"""
+    )
+    assert text == 'tags: {"team":"net"}, detailed_monitoring: true, public_ip: \u2013'  # a dash: no value
 
 
 async def test_the_idle_countdown_follows_the_servers_rule(stack: Stack, page: Page) -> None:

@@ -59,7 +59,8 @@ function item(event) {
   );
 }
 
-/** One readable line per event type; unknown types fall back to their changed fields. */
+/** One readable line per event type (GET /api/events/schemas says what each carries); others fall back to their
+ * changed fields, or to their data. */
 export function describe(event) {
   const d = event.data ?? {};
   switch (event.type) {
@@ -71,8 +72,6 @@ export function describe(event) {
       return d.instance_terminated ? "removed; instance terminated" : "removed from the fleet";
     case "worker.idle.paused":
       return `stopped for idleness (idle since ${d.idle_since ? when(d.idle_since) : "?"})`;
-    case "worker.error":
-      return d.error ?? d.message ?? "";
     case "command.queued":
     case "command.started":
       return `${d.type}${d.attempt > 1 ? ` (attempt ${d.attempt})` : ""}`;
@@ -85,7 +84,7 @@ export function describe(event) {
   }
   if (event.type === "lab.state.changed") return [`${d.title} `, badge(d.previous), " → ", badge(d.state)];
   if (event.type.startsWith("lab."))
-    return [d.title ?? d.lab_title ?? d.cml_lab_id ?? "", d.state ? [" ", badge(d.state)] : ""];
+    return [d.title ?? d.cml_lab_id ?? "", d.state ? [" ", badge(d.state)] : ""];
   if (d.changes)
     return Object.entries(d.changes)
       .map(([k, v]) => `${k}: ${format(v)}`)
@@ -97,9 +96,13 @@ export function describe(event) {
     .slice(0, 200);
 }
 
+const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}/;
+
+/** Event data is plain JSON: a time is an ISO 8601 string, a nested object (tags, details) is shown as JSON. */
 function format(value) {
   if (value == null || value === "") return "–";
   if (typeof value === "number") return Number.isInteger(value) ? String(value) : value.toFixed(1);
   if (typeof value === "object") return JSON.stringify(value).slice(0, 80);
+  if (typeof value === "string" && ISO_TIME.test(value)) return when(value);
   return String(value);
 }
