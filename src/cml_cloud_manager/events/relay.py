@@ -10,10 +10,11 @@ import math
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal, Protocol
+from typing import Annotated, Literal, Protocol
 
 from fastapi import Depends, Request
 from prometheus_client import Counter, Gauge
+from pydantic import BaseModel
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -170,7 +171,7 @@ class Consumer(Protocol):
 
 
 # The state a new client starts from (of the workers it asked for, or all when None), read in one session.
-Snapshot = Callable[[AsyncSession, frozenset[str] | None], Awaitable[dict[str, Any]]]
+Snapshot = Callable[[AsyncSession, frozenset[str] | None], Awaitable[BaseModel]]
 
 
 class Hub:

@@ -215,7 +215,7 @@ async def stream(
             # Read, then write: a client slow to take the snapshot must not hold a pooled connection meanwhile.
             async with db.session(write=False) as session:
                 state = await hub.snapshot(session, client.worker_ids)
-            yield sse_frame(state, event="snapshot")
+            yield sse_frame(state.model_dump(mode="json"), event="snapshot")
         else:
             async for replayed in _replay(db, client, after, position, hub.schemas):
                 yield replayed

@@ -54,6 +54,12 @@ class WorkerOut(BaseModel):
     updated_at: datetime
 
 
+class FleetSnapshot(BaseModel):
+    """What a new SSE client starts from (its `snapshot` event): the workers it asked for, or all."""
+
+    workers: list[WorkerOut]
+
+
 class WorkerPage(Page[WorkerOut]):
     """The one list envelope, named for the OpenAPI document."""
 

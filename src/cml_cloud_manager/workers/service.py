@@ -25,8 +25,15 @@ from ..storage.retry import retry_on_contention
 from ..web.paging import Page, rows_page
 from . import pricing
 from .domain import WorkerStatus, check_action, check_transition
-from .events import WorkerChanged, WorkerCreated, WorkerDeleted, WorkerStatusUpdated, WorkerUpdated
-from .schemas import FleetSummary, MetricSample, RefreshWorkers, WorkerOut
+from .events import (
+    InstanceChanges,
+    WorkerChanged,
+    WorkerCreated,
+    WorkerDeleted,
+    WorkerStatusUpdated,
+    WorkerUpdated,
+)
+from .schemas import FleetSnapshot, FleetSummary, MetricSample, RefreshWorkers, WorkerOut
 
 # The API's busiest reads (the list, one worker) load plain rows, without ORM objects.
 _LISTED = [WorkerRow.__table__.c[name] for name in WorkerOut.model_fields]
@@ -37,10 +44,6 @@ _READ_ONE = select(*_LISTED).where(WorkerRow.id == bindparam("worker_id"))
 
 class WorkerNotFound(NotFound):
     code = "worker_not_found"
-
-
-def public(row: WorkerRow) -> dict[str, Any]:
-    return WorkerOut.model_validate(row).model_dump(mode="json")
 
 
 async def get(session: AsyncSession, worker_id: str, *, for_update: bool = False) -> WorkerRow:
@@ -106,12 +109,12 @@ async def list_page(
     return {"items": items, "total": total, "limit": limit, "offset": offset}
 
 
-async def snapshot(session: AsyncSession, worker_ids: frozenset[str] | None) -> dict[str, Any]:
+async def snapshot(session: AsyncSession, worker_ids: frozenset[str] | None) -> FleetSnapshot:
     query = select(WorkerRow).order_by(WorkerRow.name)
     if worker_ids is not None:
         query = query.where(WorkerRow.id.in_(worker_ids))
     rows = (await session.scalars(query)).all()
-    return {"workers": [public(row) for row in rows]}
+    return FleetSnapshot(workers=[WorkerOut.model_validate(row) for row in rows])
 
 
 def create_row(**fields: Any) -> WorkerRow:
@@ -311,12 +314,12 @@ async def update_idle(db: Database, worker_id: str, *, enabled: bool | None, sno
     """Opt the worker out of idle detection (or back in), or snooze it for `snooze_minutes` from now."""
     async with db.session() as session:
         row = await get(session, worker_id)
-        changes: dict[str, Any] = {}
+        changes = InstanceChanges()
         if enabled is not None:
-            row.idle_detection_enabled = changes["idle_detection_enabled"] = enabled
+            row.idle_detection_enabled = changes.idle_detection_enabled = enabled
         if snooze_minutes is not None:
-            row.snoozed_until = changes["snoozed_until"] = datetime.now(UTC) + timedelta(minutes=snooze_minutes)
-        if not changes:
+            row.snoozed_until = changes.snoozed_until = datetime.now(UTC) + timedelta(minutes=snooze_minutes)
+        if not changes.model_fields_set:
             raise BadRequest("Nothing to change: pass 'enabled' and/or 'snooze_minutes'")
-        await touch(session, row, WorkerUpdated.of(row, **changes))
+        await touch(session, row, WorkerUpdated(name=row.name, changes=changes))
         return WorkerOut.model_validate(row)
