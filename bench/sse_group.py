@@ -8,16 +8,25 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from cml_cloud_manager.config import load_settings
 from cml_cloud_manager.events import outbox
+from cml_cloud_manager.events.data import EventData
 from cml_cloud_manager.events.notifier import Notifier
 from cml_cloud_manager.storage.db import Database
 
 from .common import REDIS
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+class Tick(EventData):
+    """The benchmark's own event: when it was committed, for the clients to measure its latency by."""
+
+    types: ClassVar[tuple[str, ...]] = ("bench.tick",)
+
+    bench_t: float
 
 
 @dataclass
@@ -110,7 +119,7 @@ class Emitter:
         for start in range(0, count, per_commit):
             async with self.db.session() as session:
                 for _ in range(min(per_commit, count - start)):
-                    await outbox.append(session, "bench.tick", {"bench_t": time.time()})
+                    await outbox.append(session, Tick(bench_t=time.time()))
 
     async def paced(self, rate: float, seconds: float) -> int:
         sent, began = 0, time.perf_counter()
