@@ -18,6 +18,7 @@ import httpx
 import pytest
 import redis
 import uvicorn
+from sqlalchemy import func, select
 from starlette.types import ASGIApp
 
 from cml_cloud_manager.apps.api import create_app
@@ -25,6 +26,7 @@ from cml_cloud_manager.apps.worker import QuietServer
 from cml_cloud_manager.config import ProcessRole, Settings, load_settings
 from cml_cloud_manager.storage.db import Database
 from cml_cloud_manager.storage.migrate import migrate
+from cml_cloud_manager.storage.models import EventRow
 
 from .e2e.processes import free_port
 
@@ -123,8 +125,20 @@ async def serve_api(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     port = free_port()
     app = create_app(ProcessRole.API, settings)
     server, task = await serve_app(app, port)
+
+    async def newest(request: httpx.Request) -> None:
+        """The fleet is read from memory, current to the API's relay: what a test committed itself (directly, or by
+        running a command in-process) is read back as a client that saw its events would, naming the newest one
+        (a write ignores the header)."""
+        if request.url.path.startswith("/api/workers") and "x-event-sequence" not in request.headers:
+            async with app.state.db.session(write=False) as session:
+                seq = (await session.execute(select(func.max(EventRow.seq)))).scalar() or 0
+            request.headers["x-event-sequence"] = str(seq)
+
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}", timeout=10, event_hooks={"request": [newest]}
+        ) as client:
             yield client
     finally:
         await app.state.hub.shutdown()

@@ -1,6 +1,5 @@
 """The library internals the code leans on, each checked so that a release that moves one fails here, by name,
-rather than as a slow API or a hung shutdown. pyproject.toml bounds each library below its next release line;
-the hot reads' reliance on asyncpg and SQLAlchemy is checked by tests/storage/test_hot_reads.py."""
+rather than as a slow API or a hung shutdown. pyproject.toml bounds each library below its next release line."""
 
 from __future__ import annotations
 

@@ -124,7 +124,7 @@ async def recovered(apis: list[Proc], workers: list[Proc], *, redis: bool, timeo
         for api in apis:
 
             async def api_back(api: Proc = api) -> bool | None:
-                if (await client.get(f"{api.url}/api/workers")).status_code != 200:
+                if (await client.get(f"{api.url}/api/commands")).status_code != 200:  # a read of the database
                     return None
                 health = (await client.get(f"{api.url}/api/health")).json()["components"]
                 wanted = "up" if redis else "disabled"

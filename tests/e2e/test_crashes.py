@@ -68,7 +68,8 @@ async def test_postgres_killed_with_sigkill_every_process_recovers_by_itself(
             await completed_runs(readers, 2)
             killed = await asyncio.to_thread(private_pg.kill9)
 
-            read_took, read = await timed(client.get(f"{apis[0].url}/api/workers"))
+            read_took, read = await timed(client.get(f"{apis[0].url}/api/commands"))
+            fleet_took, fleet = await timed(client.get(f"{apis[0].url}/api/workers"))
             write_took, write = await timed(client.post(f"{apis[1].url}/api/system/jobs/housekeeping/run"))
             health_took, health = await timed(client.get(f"{apis[0].url}/api/health"))
             live = await client.get(f"{apis[1].url}/api/health/live")
@@ -81,6 +82,8 @@ async def test_postgres_killed_with_sigkill_every_process_recovers_by_itself(
                 assert response.status_code == 503, response.text
                 assert response.json()["type"].endswith("database_unavailable") and took < DOWN_BOUND
             assert health.status_code == 503 and health_took < DOWN_BOUND, health.text
+            # The fleet is served from memory: it answers without the database.
+            assert fleet.status_code == 200 and fleet.json()["total"] == 0 and fleet_took < DOWN_BOUND, fleet.text
             assert health.json()["components"]["database"] == "down", health.json()
             assert live.status_code == 200 and worker_live.status_code == 200
 

@@ -33,13 +33,17 @@ async def test_database_restart_gives_503s_then_recovers(
     api = await start("api")
     await start("worker")
     async with httpx.AsyncClient(base_url=api.url, timeout=15) as client:
-        assert (await client.get("/api/workers")).status_code == 200
+        assert (await client.get("/api/commands")).status_code == 200
+        fleet = (await client.get("/api/workers")).json()
         await asyncio.to_thread(private_pg.stop)
         began = time.monotonic()
-        down = await client.get("/api/workers")
+        down = await client.get("/api/commands")
         answered_in = time.monotonic() - began
         assert down.status_code == 503 and down.json()["type"].endswith("database_unavailable")
         assert answered_in < 10, f"a request hung for {answered_in:.1f}s instead of failing fast"
+        # The fleet is served from memory: it keeps answering, as of the last event the relay read.
+        assert (await client.get("/api/workers")).json() == fleet
+        assert (await client.get("/api/workers/summary")).status_code == 200
         health = await client.get("/api/health")
         assert health.status_code == 503 and health.json()["components"]["database"] == "down"
         # Not ready (take it out of the load balancer), but alive: restarting it would not bring the database back.
@@ -47,7 +51,7 @@ async def test_database_restart_gives_503s_then_recovers(
         assert (await client.get("/api/health/live")).status_code == 200
         await asyncio.to_thread(private_pg.start)
         restarted = time.monotonic()
-        while (await client.get("/api/workers")).status_code != 200:
+        while (await client.get("/api/commands")).status_code != 200:
             assert time.monotonic() - restarted < 20, "the API did not recover after the database returned"
             await asyncio.sleep(0.2)  # polling the recovery itself is what this test measures
         recovered_in = time.monotonic() - restarted

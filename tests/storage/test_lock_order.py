@@ -57,7 +57,8 @@ MIN_WRITES, MIN_METRICS_RUNS, MAX_SECONDS = 100, 10, 40.0
 LAUNCHED = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def _instance(worker_id: int) -> Instance:
+def running_instance(worker_id: int) -> Instance:
+    """The EC2 instance of worker number `worker_id`, as an observation finds it."""
     return Instance(
         id=f"i-{worker_id:04d}",
         region="us-east-1",
@@ -83,7 +84,7 @@ def _observations(ids: dict[str, int], round_: int) -> dict[str, Observation]:
     cpu = 10.0 if round_ % 2 else 60.0
     return {
         worker_id: Observation(
-            instance=_instance(n),
+            instance=running_instance(n),
             metrics=InstanceMetrics(f"i-{n:04d}", cpu + n / 10, 30.0, datetime.now(UTC)),
         )
         for worker_id, n in ids.items()

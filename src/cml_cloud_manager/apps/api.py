@@ -36,6 +36,7 @@ from ..web import problems
 from ..web.server_send import ServerSend
 from ..workers import endpoints as workers
 from ..workers import exclusions
+from ..workers.readmodel import Fleet
 from ..workers.service import snapshot
 from . import registry
 from .http_metrics import HttpMetrics
@@ -91,12 +92,16 @@ def create_app(role: ProcessRole, settings: Settings) -> FastAPI:
         async with open_runtime(settings, role) as runtime:
             hub = Hub(runtime.db, runtime.notifier, settings, snapshot)
             runtime.on_events.append(hub.wake)
+            runtime.applied = hub.reached
             authenticator = Authenticator(settings, runtime.db)
             # On every replica, a revoked token or an ended session is forgotten, and its SSE streams end.
+            # And the fleet the API serves is kept current.
+            app.state.fleet = fleet = Fleet()
             hub.consumers += [
                 authenticator.known_tokens,
                 authenticator.known_sessions,
                 credentials.StreamEnding(hub.end_streams),
+                fleet,
             ]
             hub.access = credentials.StreamAccess(authenticator)
             app.state.runtime = runtime

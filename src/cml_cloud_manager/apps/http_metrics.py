@@ -1,4 +1,6 @@
-"""Prometheus request metrics as a plain ASGI middleware (no BaseHTTPMiddleware: it would buffer SSE)."""
+"""Prometheus request metrics as a plain ASGI middleware (no BaseHTTPMiddleware: it would buffer SSE); it also
+answers every request that committed events with their sequence number (`web/sequence.py`), from the same
+wrapper of the response start."""
 
 from __future__ import annotations
 
@@ -6,6 +8,8 @@ import time
 
 from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..web import sequence
 
 HTTP_REQUESTS = Counter("http_requests_total", "HTTP requests", ["method", "path", "status"])
 HTTP_DURATION = Histogram(
@@ -27,11 +31,16 @@ class HttpMetrics:
             return
         began = time.perf_counter()
         status = 500
+        written = sequence.track()
 
         async def record_status(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                written.answered = True
+                if written.sequence:
+                    headers = [*message.get("headers", []), (sequence.HEADER, b"%d" % written.sequence)]
+                    message["headers"] = headers
             await send(message)
 
         try:

@@ -69,6 +69,7 @@ def events() -> dict[str, type[EventData]]:
             worker_events.WorkerActivityUpdated,
             worker_events.WorkerIdlePaused,
             worker_events.WorkerDeleted,
+            worker_events.WorkersObserved,
             worker_events.ExclusionCreated,
             worker_events.ExclusionLifted,
             lab_events.LabChanged,

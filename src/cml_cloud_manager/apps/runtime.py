@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,8 +13,9 @@ from ..config import ProcessRole, Settings
 from ..events.notifier import Notifier
 from ..jobs.commands import COMMANDS_QUEUED
 from ..jobs.integrations import Integrations, build_integrations
-from ..storage.db import Database
+from ..storage.db import LAST_SEQUENCE, Database
 from ..storage.migrate import migrate
+from ..web import sequence
 
 log = logging.getLogger(__name__)
 
@@ -27,10 +28,15 @@ class Runtime:
     # In-process receivers, so combined mode and the API's own writes need no round trip through Redis.
     on_events: list[Callable[[], None]] = field(default_factory=list)
     on_commands: list[Callable[[], None]] = field(default_factory=list)
+    # The API's `Hub.reached`: waits until this process has applied events up to a sequence number.
+    applied: Callable[[int, float], Awaitable[bool]] | None = None
 
     async def after_commit(self, info: dict[str, Any]) -> None:
         """Wake this process's receivers at once and the other processes through Redis, without waiting for
-        Redis: the commit is done, and the request or job that made it goes on whatever Redis does."""
+        Redis: the commit is done, and the request or job that made it goes on whatever Redis does.
+
+        A request's commit is then awaited until this replica has applied it (read-your-writes, see
+        `web/sequence.py`); a job's or a command's is not."""
         for wake in self.on_events:
             wake()
         self.notifier.nudge(self.notifier.channel)
@@ -38,6 +44,9 @@ class Runtime:
             for wake in self.on_commands:
                 wake()
             self.notifier.nudge(self.notifier.commands_channel)
+        seq = info[LAST_SEQUENCE]
+        if sequence.note(seq) and self.applied is not None:
+            await self.applied(seq, sequence.READ_WAIT_SECONDS)
 
 
 @asynccontextmanager

@@ -63,6 +63,6 @@ class CredentialCache(Generic[V]):
     async def load(self, session: AsyncSession) -> None:
         self.clear()
 
-    def apply(self, events: Sequence[EventRow]) -> None:
+    async def apply(self, session: AsyncSession, events: Sequence[EventRow]) -> None:
         if any(event.type in INVALIDATING for event in events):
             self.clear()

@@ -76,7 +76,7 @@ class StreamEnding:
     async def load(self, session: AsyncSession) -> None:
         """Nothing to load: a stream opened after an event checked its credential itself."""
 
-    def apply(self, events: Sequence[EventRow]) -> None:
+    async def apply(self, session: AsyncSession, events: Sequence[EventRow]) -> None:
         for event in events:
             if event.type in ENDING:
                 self.end_streams(*ended(event))

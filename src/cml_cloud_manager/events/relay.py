@@ -166,8 +166,11 @@ class Consumer(Protocol):
         """Take the state as of the snapshot `session` reads, which the relay's position is current to: at start,
         and again after a reset (the relay fell behind events that were pruned meanwhile)."""
 
-    def apply(self, events: Sequence[EventRow]) -> None:
-        """New events in sequence order, before any SSE client gets them."""
+    async def apply(self, session: AsyncSession, events: Sequence[EventRow]) -> None:
+        """New events in sequence order, before any SSE client gets them and before the relay's position moves
+        past them (`Hub.reached`). `session` is the read the events came from; a consumer that needs more of the
+        database reads it there. Raising leaves the position where it was: the same events come again (applying
+        one twice must be harmless)."""
 
 
 # The state a new client starts from (of the workers it asked for, or all when None), read in one session.
@@ -302,10 +305,10 @@ class Hub:
                 if rows and rows[0].seq > self.position + 1 and await self._missed(session, rows[0].seq):
                     await self.reset()
                     return
-            if not rows:
-                return
-            for consumer in self.consumers:
-                consumer.apply(rows)
+                if not rows:
+                    return
+                for consumer in self.consumers:
+                    await consumer.apply(session, rows)
             self.fan_out([to_relayed(row, self.schemas) for row in rows])
             if len(rows) < self.batch:
                 return

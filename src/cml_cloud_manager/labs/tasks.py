@@ -24,8 +24,10 @@ log = logging.getLogger(__name__)
 async def refresh_worker_labs(ctx: Context, worker: WorkerRow) -> LabsSynced:
     labs = await ctx.integrations.cml.client(worker).labs_with_details()
     async with ctx.db.fan_out_session() as session:
+        # Locked first: a removal of the worker meanwhile is waited for (then WorkerNotFound, not a foreign key
+        # violation), and two refreshes of one worker (the job's, a command's) do not insert the same lab twice.
+        row = await workers.get(session, worker.id, for_update=True)
         result = await service.sync(session, worker.id, labs)
-        row = await workers.get(session, worker.id)
         if row.labs_count != len(labs):
             row.labs_count = len(labs)
             await workers.touch(session, row, WorkerMetricsUpdated.of(row, labs_count=len(labs)))
@@ -57,6 +59,8 @@ async def labs_refresh(ctx: Context) -> LabsRefreshRun:
                 log.warning("labs-refresh: %s: %s", worker.name, exc.message)
             except TimeoutError:
                 failures[worker.id] = "CML did not answer within this run's time budget"
+            except workers.WorkerNotFound:
+                log.info("labs-refresh: %s left the fleet during the run", worker.name)
 
     await asyncio.gather(*(one(worker) for worker in available))
     return LabsRefreshRun(

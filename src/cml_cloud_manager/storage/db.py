@@ -5,25 +5,26 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Select, event, func, select, text
+from sqlalchemy import event, func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from ..config import Settings
-from .hot_reads import HotReads
 from .jsoncodec import dumps, loads
 from .models import EventRow
 
 log = logging.getLogger(__name__)
 
 EVENTS_WRITTEN = "events_written"
+# The sequence number of the last event a committed transaction wrote (its `info`, as `on_commit` gets it).
+LAST_SEQUENCE = "last_sequence"
 SOURCE = "event_source"
 # Events appended in this transaction (`events.outbox.append`), inserted just before it commits.
 PENDING_EVENTS = "pending_events"
@@ -122,14 +123,12 @@ class Database:
                 Path(database).touch(mode=0o600, exist_ok=True)
             self.write_engine = _sqlite_engine(self.url, "BEGIN IMMEDIATE")
             self.read_engine = _sqlite_engine(self.url, "BEGIN")
-            self.hot_reads: HotReads | None = None
         else:
             timeout = None if unbounded else settings.database_timeout_seconds
             self.write_engine = _postgres_engine(self.url, settings.database_pool_size, timeout)
             # Reads skip BEGIN/COMMIT: one round trip per query instead of three. A read of several statements
             # (a page and its total) may see two snapshots; nothing relies on more.
             self.read_engine = self.write_engine.execution_options(isolation_level="AUTOCOMMIT")
-            self.hot_reads = HotReads(self.url, self.write_engine.dialect, settings.database_pool_size, timeout)
         self._writer = async_sessionmaker(self.write_engine, expire_on_commit=False)
         self._reader = async_sessionmaker(self.read_engine, expire_on_commit=False)
         # Called after a commit that wrote events, with the session's `info` (see `apps.runtime`).
@@ -148,7 +147,9 @@ class Database:
             if write:
                 session.info[PENDING_EVENTS] = []
             yield session
-            await self._write_events(session)
+            events = await self._write_events(session)
+        if events:
+            session.info[LAST_SEQUENCE] = max(event.seq for event in events)  # assigned by the COMMIT's inserts
         if session.info.get(EVENTS_WRITTEN) and self.on_commit is not None:
             await self.on_commit(session.info)
 
@@ -158,16 +159,17 @@ class Database:
         async with self._fan_out_slots, self.session() as session:
             yield session
 
-    async def _write_events(self, session: AsyncSession) -> None:
+    async def _write_events(self, session: AsyncSession) -> list[EventRow]:
         """The transaction's events, last (see `OUTBOX_LOCK`): its row changes are flushed, and their row locks
         taken, before the outbox lock; the COMMIT that follows inserts the events and releases every lock."""
         events: list[EventRow] = session.info.pop(PENDING_EVENTS, None) or []
         if not events:
-            return
+            return events
         await session.flush()
         if not self.is_sqlite:  # SQLite's BEGIN IMMEDIATE already made this the only writer
             await session.execute(select(func.pg_advisory_xact_lock(OUTBOX_LOCK)))
         session.add_all(events)
+        return events
 
     @asynccontextmanager
     async def snapshot(self) -> AsyncIterator[AsyncSession]:
@@ -183,15 +185,6 @@ class Database:
         async with AsyncSession(engine, expire_on_commit=False) as session, session.begin():
             session.info[SOURCE] = self.source
             yield session
-
-    async def rows(self, statement: Select[Any], params: Mapping[str, Any]) -> Sequence[Sequence[Any]]:
-        """All rows of a read-only statement built once at module level (the API's hottest reads): on asyncpg
-        directly on PostgreSQL (see `hot_reads`), through SQLAlchemy on SQLite."""
-        if self.hot_reads is not None:
-            return await self.hot_reads.rows(statement, params)
-        async with self.read_engine.connect() as conn:
-            rows: Sequence[Sequence[Any]] = (await conn.execute(statement, params)).all()
-        return rows
 
     async def now(self, session: AsyncSession) -> datetime:
         """The database's clock, so leases and heartbeats agree across machines."""
@@ -214,5 +207,3 @@ class Database:
         await self.write_engine.dispose()
         if self.is_sqlite:  # on PostgreSQL the read engine shares the write engine's pool
             await self.read_engine.dispose()
-        if self.hot_reads is not None:
-            await self.hot_reads.close()

@@ -1,4 +1,5 @@
-"""`/api/workers`: the fleet. Reads answer from the database; actions queue commands for the worker."""
+"""`/api/workers`: the fleet. The list, one worker and the totals answer from memory (`readmodel.py`), other
+reads from the database; actions queue commands for the worker."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse, Response
-from pydantic_core import to_json
 
 from ..auth.guard import needs, require
 from ..auth.json_body import JsonBodyRoute
@@ -20,6 +20,7 @@ from ..web.deps import DatabaseDep, SettingsDep
 from ..web.paging import MAX_LIMIT, Limit, Offset, Page
 from . import exclusions, service
 from .domain import WorkerStatus
+from .readmodel import FleetDep
 from .schemas import (
     CreateWorker,
     DeleteWorker,
@@ -42,6 +43,7 @@ from .schemas import (
     WorkerRemoved,
 )
 
+JSON = "application/json"
 router = APIRouter(prefix="/api/workers", tags=["workers"], dependencies=needs(Role.VIEWER), route_class=JsonBodyRoute)
 
 
@@ -53,23 +55,21 @@ def _region(settings: Settings, region: str | None) -> str:
     return region
 
 
+# Reads from memory send the JSON they keep: `response_model` documents it, and FastAPI would validate it again.
 @router.get("", summary="List workers", response_model=WorkerPage)
 async def list_workers(
-    db: DatabaseDep,
+    fleet: FleetDep,
     region: str | None = None,
     status: WorkerStatus | None = None,
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> Response:
-    page = await service.list_page(db, region=region, status=status, limit=limit, offset=offset)
-    # `response_model` documents the page; FastAPI would also validate it, row by row.
-    return Response(to_json(page), media_type="application/json")
+    return Response(fleet.page(region=region, status=status, limit=limit, offset=offset), media_type=JSON)
 
 
 @router.get("/summary", summary="Fleet totals: counts by status, average CPU, estimated hourly cost")
-async def fleet_summary(db: DatabaseDep) -> FleetSummary:
-    async with db.session(write=False) as session:
-        return await service.summary(session)
+async def fleet_summary(fleet: FleetDep) -> FleetSummary:
+    return fleet.summary()
 
 
 @router.post(
@@ -133,9 +133,8 @@ async def import_workers(body: WorkerImport, db: DatabaseDep, settings: Settings
 
 
 @router.get("/{worker_id}", summary="One worker", response_model=WorkerOut)
-async def get_worker(worker_id: str, db: DatabaseDep) -> Response:
-    worker = await service.read(db, worker_id)
-    return Response(worker.model_dump_json(), media_type="application/json")  # validated once, in `read`
+async def get_worker(worker_id: str, fleet: FleetDep) -> Response:
+    return Response(fleet.get(worker_id), media_type=JSON)
 
 
 async def _action(
@@ -185,7 +184,8 @@ async def delete_worker(
         terminating = DeleteWorker(worker_id=worker_id, terminate=True)
         return await service.queue_action(db, settings, worker_id, "terminate", terminating)
     async with db.session() as session:
-        row = await service.get(session, worker_id)
+        # Locked: a concurrent removal is waited for, and then this one finds nothing (404), not a vanished row.
+        row = await service.get(session, worker_id, for_update=True)
         # Else the next auto-import finds the instance and brings it back under a new id.
         await exclusions.exclude(session, row, by=caller.name)
         await service.remove(session, row, terminated=False)

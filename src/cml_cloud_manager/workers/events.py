@@ -131,6 +131,16 @@ class WorkerActivityUpdated(WorkerChanged):
     changes: ActivityChanges
 
 
+class WorkersObserved(EventData):
+    """Worker rows written without an event of their own: a worker-metrics batch (a new `metrics_at`, values that
+    moved less than METRICS_CHANGE_THRESHOLD), a start's resume time, a stop's count. Every API replica reads these
+    workers again; nothing a person needs to see changed."""
+
+    types: ClassVar[tuple[str, ...]] = ("workers.observed",)
+
+    worker_ids: list[str]
+
+
 class ExclusionCreated(ExclusionOut, EventData):
     """An instance removed from the fleet is now excluded from imports."""
 

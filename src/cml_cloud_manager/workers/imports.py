@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from ..aws import ec2
 from ..aws.types import Image, Instance
+from ..errors import Conflict
 from ..jobs.commands import enqueue
 from ..jobs.context import Context
 from ..storage.models import WorkerRow
@@ -61,7 +62,10 @@ async def import_matching(ctx: Context, regions: list[str], pattern: str, *, rea
                 owner = instance.tags.get(TAG_WORKER_ID)
                 if owner and await session.get(WorkerRow, owner) is not None:
                     continue  # launched by a create command, which adopts it into its own worker
-                row = await import_one(session, instance, reason=reason, ami_name=ami_names[instance.image_id])
+                try:
+                    row = await import_one(session, instance, reason=reason, ami_name=ami_names[instance.image_id])
+                except Conflict:  # removed from the fleet (so excluded) since the checks above: leave it
+                    continue
                 fresh.append(row.id)
             if fresh:  # metrics and CML state now, not at the next worker-metrics tick
                 await enqueue(session, RefreshWorkers(worker_ids=fresh))

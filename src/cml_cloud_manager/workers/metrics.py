@@ -23,6 +23,7 @@ from ..jobs.context import Context
 from ..jobs.integrations import Integrations
 from ..storage.models import WorkerRow
 from ..storage.retry import retry_on_contention
+from . import service
 from .domain import WorkerStatus
 from .schemas import Observed, RunSeconds
 from .sync import CmlObservation, Observation, apply
@@ -232,10 +233,11 @@ async def store(
     async def write(batch: list[str]) -> tuple[int, int]:
         """One batch, one transaction: run again whole (rows re-read) if it lost a lock conflict."""
         changed = superseded = 0
+        written = []
         async with ctx.db.session() as session:
-            # In id order, so two runs over the same workers (worker-metrics and a worker.refresh) lock them in
-            # the same order.
-            query = select(WorkerRow).where(WorkerRow.id.in_(batch)).order_by(WorkerRow.id)
+            # Locked, in id order, so two runs over the same workers (worker-metrics and a worker.refresh) lock
+            # them in the same order, and a worker removed meanwhile is either gone here or waits for this batch.
+            query = select(WorkerRow).where(WorkerRow.id.in_(batch)).order_by(WorkerRow.id).with_for_update()
             for row in (await session.scalars(query)).all():
                 if fingerprint(row) != seen[row.id]:
                     superseded += 1
@@ -247,6 +249,9 @@ async def store(
                     changed += 1
                 for name in STEADY_COLUMNS:
                     flag_modified(row, name)
+                written.append(row.id)
+            if written:  # most of what was written announced no change: the API replicas read these rows again
+                await service.observed(session, written)
         return changed, superseded
 
     for start in range(0, len(ids), WRITE_BATCH):

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi.responses import JSONResponse
-from sqlalchemy import Select, bindparam, func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..config import Settings
@@ -23,23 +23,17 @@ from ..storage.db import Database
 from ..storage.models import CommandRow, EventRow, MetricSampleRow, WorkerRow
 from ..storage.retry import retry_on_contention
 from ..web.paging import Page, rows_page
-from . import pricing
-from .domain import WorkerStatus, check_action, check_transition
+from .domain import check_action, check_transition
 from .events import (
     InstanceChanges,
     WorkerChanged,
     WorkerCreated,
     WorkerDeleted,
+    WorkersObserved,
     WorkerStatusUpdated,
     WorkerUpdated,
 )
-from .schemas import FleetSnapshot, FleetSummary, MetricSample, RefreshWorkers, WorkerOut
-
-# The API's busiest reads (the list, one worker) load plain rows, without ORM objects.
-_LISTED = [WorkerRow.__table__.c[name] for name in WorkerOut.model_fields]
-_KEYS = [column.name for column in _LISTED]
-# Built once: building a 35-column statement costs more CPU than running it.
-_READ_ONE = select(*_LISTED).where(WorkerRow.id == bindparam("worker_id"))
+from .schemas import FleetSnapshot, MetricSample, RefreshWorkers, WorkerOut
 
 
 class WorkerNotFound(NotFound):
@@ -53,60 +47,8 @@ async def get(session: AsyncSession, worker_id: str, *, for_update: bool = False
     return row
 
 
-async def read(db: Database, worker_id: str) -> WorkerOut:
-    """One worker as the API shows it, without loading an ORM object."""
-    rows = await db.rows(_READ_ONE, {"worker_id": worker_id})
-    if not rows:
-        raise WorkerNotFound(f"No worker with id '{worker_id}'")
-    return WorkerOut.model_validate(dict(zip(_KEYS, rows[0], strict=True)))
-
-
 async def by_instance(session: AsyncSession, instance_id: str) -> WorkerRow | None:
     return (await session.scalars(select(WorkerRow).where(WorkerRow.aws_instance_id == instance_id))).first()
-
-
-def _filtered(query: Select[Any], by_region: bool, by_status: bool) -> Select[Any]:
-    if by_region:
-        query = query.where(WorkerRow.aws_region == bindparam("region"))
-    if by_status:
-        query = query.where(WorkerRow.status == bindparam("status"))
-    return query
-
-
-def _count_query(by_region: bool, by_status: bool) -> Select[Any]:
-    return _filtered(select(func.count()).select_from(WorkerRow), by_region, by_status)
-
-
-def _page_query(by_region: bool, by_status: bool) -> Select[Any]:
-    # The total rides along on every row, one round trip instead of two, as an uncorrelated subquery that runs
-    # once: a window count made PostgreSQL read and sort every matching row for a page of 100 (2.6 vs 0.2 ms).
-    total = _count_query(by_region, by_status).correlate(None).scalar_subquery()
-    query = _filtered(select(*_LISTED, total.label("total")), by_region, by_status)
-    return query.order_by(WorkerRow.name, WorkerRow.id).limit(bindparam("limit")).offset(bindparam("offset"))
-
-
-_PAGE_QUERIES = {(r, s): _page_query(r, s) for r in (False, True) for s in (False, True)}
-_COUNT_QUERIES = {(r, s): _count_query(r, s) for r in (False, True) for s in (False, True)}
-
-
-async def list_page(
-    db: Database,
-    *,
-    region: str | None = None,
-    status: str | None = None,
-    limit: int = 100,
-    offset: int = 0,
-) -> dict[str, Any]:
-    """A `WorkerPage` as plain data, not validated: the columns already have the types `WorkerOut` declares
-    (tests compare a listed worker with `GET /api/workers/{id}`), and validating 100 rows per request cost a
-    quarter of the request's CPU."""
-    params = {"region": region, "status": status, "limit": limit, "offset": offset}
-    filters = bool(region), bool(status)
-    rows = await db.rows(_PAGE_QUERIES[filters], params)
-    # Past the end (or when nothing matches) the total had no row to ride on.
-    total = rows[0][-1] if rows else (await db.rows(_COUNT_QUERIES[filters], params))[0][0]
-    items = [dict(zip(_KEYS, row[:-1], strict=True)) for row in rows]
-    return {"items": items, "total": total, "limit": limit, "offset": offset}
 
 
 async def snapshot(session: AsyncSession, worker_ids: frozenset[str] | None) -> FleetSnapshot:
@@ -153,40 +95,14 @@ async def touch(session: AsyncSession, row: WorkerRow, changed: WorkerChanged) -
     await outbox.append(session, changed, worker_id=row.id)
 
 
+async def observed(session: AsyncSession, worker_ids: list[str]) -> None:
+    """Rows written without an event of their own: the API replicas must read them again (`readmodel.py`)."""
+    await outbox.append(session, WorkersObserved(worker_ids=worker_ids))
+
+
 async def remove(session: AsyncSession, row: WorkerRow, *, terminated: bool) -> None:
     await outbox.append(session, WorkerDeleted(name=row.name, instance_terminated=terminated), worker_id=row.id)
     await session.delete(row)
-
-
-async def summary(session: AsyncSession) -> FleetSummary:
-    """Fleet totals for the overview: counts by status, average CPU and the estimated cost of running workers."""
-    rows = (await session.execute(select(WorkerRow.status, WorkerRow.instance_type, WorkerRow.cpu_percent))).all()
-    by_status: dict[str, int] = {}
-    cost_by_type: dict[str, float] = {}
-    unpriced: set[str] = set()
-    cpus = []
-    for status, instance_type, cpu in rows:
-        by_status[status] = by_status.get(status, 0) + 1
-        if status != WorkerStatus.RUNNING:
-            continue
-        if cpu is not None:
-            cpus.append(cpu)
-        price = pricing.hourly(instance_type)
-        if price is None:
-            unpriced.add(instance_type)
-        else:
-            cost_by_type[instance_type] = round(cost_by_type.get(instance_type, 0.0) + price, 4)
-    return FleetSummary(
-        total=len(rows),
-        by_status=by_status,
-        running=by_status.get(WorkerStatus.RUNNING, 0),
-        stopped=by_status.get(WorkerStatus.STOPPED, 0),
-        failed=by_status.get(WorkerStatus.FAILED, 0),
-        avg_cpu_percent=round(sum(cpus) / len(cpus), 1) if cpus else None,
-        hourly_cost_usd=round(sum(cost_by_type.values()), 2),
-        cost_by_type=cost_by_type,
-        unpriced_types=sorted(unpriced),
-    )
 
 
 @retry_on_contention
@@ -313,7 +229,9 @@ async def events_page(db: Database, settings: Settings, worker_id: str, *, limit
 async def update_idle(db: Database, worker_id: str, *, enabled: bool | None, snooze_minutes: float | None) -> WorkerOut:
     """Opt the worker out of idle detection (or back in), or snooze it for `snooze_minutes` from now."""
     async with db.session() as session:
-        row = await get(session, worker_id)
+        # Locked: a removal at the same moment is waited for, then this finds nothing (404) instead of failing
+        # to update a row that is gone.
+        row = await get(session, worker_id, for_update=True)
         changes = InstanceChanges()
         if enabled is not None:
             row.idle_detection_enabled = changes.idle_detection_enabled = enabled

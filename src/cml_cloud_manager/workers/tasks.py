@@ -87,15 +87,17 @@ async def _power(ctx: Context, worker_id: str, action: str) -> Followed:
         await ctx.progress(f"{power.verb} instance {worker.aws_instance_id}")
         changes = await power.call(ctx.integrations.aws, worker.aws_region, [worker.aws_instance_id])
         async with ctx.db.session() as session:
-            row = await service.get(session, worker.id)
-            if (change := changes.get(worker.aws_instance_id)) is not None:
-                await service.set_status(
-                    session, row, change.current_state.value, reason=f"{power.done} by an operator"
-                )
+            row = await service.get(session, worker.id, for_update=True)  # not removed under us
+            change = changes.get(worker.aws_instance_id)
+            announced = change is not None and await service.set_status(
+                session, row, change.current_state.value, reason=f"{power.done} by an operator"
+            )
             if action == "start":
                 row.last_resumed_at = datetime.now(UTC)  # starts the idle-detection snooze
             else:
                 row.manual_pauses += 1
+            if not announced:  # no row change goes without an event: the API replicas read the row again
+                await service.observed(session, [row.id])
     return await follow(ctx, worker.id, power.goal)
 
 
@@ -164,11 +166,12 @@ async def create(ctx: Context, payload: CreateWorker) -> Created:
         async with ctx.db.session() as session:
             row = await service.get(session, worker.id)
             row.error = exc.message
-            await service.set_status(session, row, WorkerStatus.FAILED, reason=exc.message)
+            if not await service.set_status(session, row, WorkerStatus.FAILED, reason=exc.message):
+                await service.observed(session, [row.id])
         raise
     await ctx.progress(f"Instance {instance.id} launched")
     async with ctx.db.session() as session:
-        row = await service.get(session, worker.id)
+        row = await service.get(session, worker.id, for_update=True)  # not removed under us
         await _adopt(session, row, instance)
     followed = await follow(ctx, worker.id, WorkerStatus.RUNNING)
     return Created(instance_id=instance.id, **followed.model_dump(exclude_unset=True))
@@ -219,7 +222,7 @@ async def set_tags(ctx: Context, payload: SetTags) -> TagsSet:
     if remove:
         await ec2.delete_tags(ctx.integrations.aws, worker.aws_region, [worker.aws_instance_id], remove)
     async with ctx.db.session() as session:
-        row = await service.get(session, worker.id)
+        row = await service.get(session, worker.id, for_update=True)  # not removed under us
         row.tags = {**{k: v for k, v in row.tags.items() if k not in remove}, **add}
         await service.touch(session, row, WorkerUpdated.of(row, tags=row.tags))
     return TagsSet(tags=row.tags)
@@ -234,7 +237,7 @@ async def set_monitoring(ctx: Context, payload: SetMonitoring) -> MonitoringSet:
     await ctx.progress(f"{'Enabling' if enabled else 'Disabling'} detailed monitoring of instance {instance_id}")
     states = await ec2.set_monitoring(ctx.integrations.aws, worker.aws_region, [instance_id], enabled=enabled)
     async with ctx.db.session() as session:
-        row = await service.get(session, worker.id)
+        row = await service.get(session, worker.id, for_update=True)  # not removed under us
         row.detailed_monitoring = enabled
         await service.touch(session, row, WorkerUpdated.of(row, detailed_monitoring=enabled))
     return MonitoringSet(monitoring=states.get(instance_id, "pending" if enabled else "disabling"))

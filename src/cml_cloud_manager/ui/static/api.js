@@ -2,6 +2,21 @@
 
 let csrfToken = "";
 let unauthorized = () => {};
+// Read-your-writes across API replicas: a write answers with the sequence number of the last event it committed
+// (X-Event-Sequence), the stream numbers every event; reads send back the highest seen, and whichever replica
+// takes them answers once it has applied that event (the fleet is read from each replica's memory).
+let sequence = 0;
+
+/** An event's sequence number seen: later reads wait for it. */
+export function sawSequence(value) {
+  const seen = Number(value);
+  if (Number.isSafeInteger(seen) && seen > sequence) sequence = seen;
+}
+
+/** After the stream's `reset` (e.g. a database restored from a backup): numbers seen before may never come. */
+export function forgetSequences() {
+  sequence = 0;
+}
 
 export function setCsrfToken(token) {
   csrfToken = token ?? "";
@@ -44,6 +59,7 @@ async function problemOf(response) {
 export async function request(method, path, { json, body, contentType, raw = false, auth = true } = {}) {
   const headers = { Accept: "application/json" };
   if (method !== "GET" && method !== "HEAD" && csrfToken) headers["X-CSRF-Token"] = csrfToken;
+  if (method === "GET" && sequence) headers["X-Event-Sequence"] = String(sequence);
   if (json !== undefined) {
     headers["Content-Type"] = "application/json";
     body = JSON.stringify(json);
@@ -56,6 +72,7 @@ export async function request(method, path, { json, body, contentType, raw = fal
   } catch {
     throw new ApiError(0, null);
   }
+  sawSequence(response.headers.get("X-Event-Sequence"));
   if (!response.ok) {
     const problem = await problemOf(response);
     if (response.status === 401 && auth) unauthorized(problem);

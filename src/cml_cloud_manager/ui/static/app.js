@@ -1,5 +1,5 @@
 // Entry point: sign-in, the live connection, the banner, and the hash router that mounts one view at a time.
-import { api, onUnauthorized } from "./api.js";
+import { api, forgetSequences, onUnauthorized } from "./api.js";
 import { loadSession, logout, renderLogin, role } from "./auth.js";
 import { $, fill, h } from "./dom.js";
 import { fleetView } from "./fleet.js";
@@ -108,7 +108,10 @@ function start() {
       if (resumed) Promise.all([loadSummary(), loadHealth()]).catch(() => {});
     },
     snapshot: (data) => replaceWorkers(data?.workers ?? []),
-    reset: () => refreshAll().catch((error) => reportError(error, "Reloading after a reset failed")),
+    reset: () => {
+      forgetSequences();
+      refreshAll().catch((error) => reportError(error, "Reloading after a reset failed"));
+    },
     event: handleEvent,
     // EventSource hides the status code; an expired session shows up on the next API call, so make one.
     refused: () => api.get("/auth/me").catch(() => {}),

@@ -1,7 +1,7 @@
 // Keeps the store in step with the server: initial loads, and refetches triggered by live events. Events are
 // hints ("worker X changed"); the answer of GET /api/workers/X is the truth, so a missed or reordered field
 // update can never leave the page wrong.
-import { api, ApiError, path } from "./api.js";
+import { api, ApiError, path, sawSequence } from "./api.js";
 import { handleCommandEvent } from "./commands.js";
 import { debounced, emit, putWorker, removeWorker, replaceWorkers, set, state } from "./store.js";
 
@@ -90,6 +90,7 @@ const refreshJobs = debounced(() => loadJobs().catch((e) => console.warn("jobs",
 /** A CloudEvents envelope from the stream. */
 export function handleEvent(event) {
   const type = event.type ?? "";
+  sawSequence(event.sequence); // what it prompts us to read is read as of this event, on any replica
   emit("event", event);
   if (type.startsWith("command.")) handleCommandEvent(event);
   if (type === "worker.deleted") {
