@@ -42,15 +42,17 @@ class Check(Generic[T]):
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name=f"health-{self.name}")
             self._task.add_done_callback(_retrieved)
-        done, _ = await asyncio.wait([self._task], timeout=seconds)
+        # This probe's check: once it is done, the next probe may start another before this one reads the outcome.
+        task = self._task
+        done, _ = await asyncio.wait([task], timeout=seconds)
         if not done:
             return self._note(Outcome("down", reason=f"no answer within {seconds:g} s"))
-        if self._task.cancelled():  # closed: the process is stopping
+        if task.cancelled():  # closed: the process is stopping
             return Outcome("down", reason="stopping")
-        error = self._task.exception()
+        error = task.exception()
         if error is not None:
             return self._note(Outcome("down", reason=f"unreachable ({type(error).__name__})"), error)
-        return self._note(Outcome("up", self._task.result()))
+        return self._note(Outcome("up", task.result()))
 
     def _note(self, outcome: Outcome[T], error: BaseException | None = None) -> Outcome[T]:
         """Logs changes only (probes come every few seconds), with the error the public reason leaves out."""
