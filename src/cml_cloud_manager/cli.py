@@ -281,15 +281,20 @@ async def _tokens(settings: Settings, args: argparse.Namespace) -> int:
         for token in await tokens.list_tokens(db, file_tokens):
             created = token.created_at.strftime("%Y-%m-%d %H:%M") if token.created_at else "-"
             rows.append((token.id or "-", token.name, token.role, token.source, created, str(token.sessions)))
-        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-        for row in rows:
-            print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+        _print_table(rows)
         return 0
     except AppError as exc:
         print(f"cml-cloud-manager: {exc.message}", file=sys.stderr)
         return 1
     finally:
         await db.dispose()
+
+
+def _print_table(rows: Sequence[Sequence[str]]) -> None:
+    """Rows as aligned columns, the first row the heading."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
 
 
 async def _exclusions(settings: Settings, args: argparse.Namespace) -> int:
@@ -319,9 +324,7 @@ async def _exclusions(settings: Settings, args: argparse.Namespace) -> int:
         if len(rows) == 1:
             print("no instance is excluded from imports")
             return 0
-        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-        for row in rows:
-            print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+        _print_table(rows)
         return 0
     except AppError as exc:
         print(f"cml-cloud-manager: {exc.message}", file=sys.stderr)

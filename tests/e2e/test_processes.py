@@ -157,6 +157,16 @@ async def test_without_a_worker_commands_wait_and_health_says_degraded(start: An
         assert health["components"]["worker"]["alive"] is True
 
 
+async def _until_worker_alive(up: Any) -> None:
+    """Polls the API's health (10 s at most) until it reports the worker under `up` alive."""
+    async with httpx.AsyncClient(base_url=up.url) as client:
+        for _ in range(100):
+            if (await client.get("/api/health")).json()["components"]["worker"]["alive"]:
+                return
+            await asyncio.sleep(0.1)
+    raise AssertionError("worker never came alive under `up`")
+
+
 async def test_up_runs_both_and_fails_when_one_dies(start: Any, stack_env: dict[str, str], tmp_path: Any) -> None:
     from .processes import free_port, spawn, wait_ready
 
@@ -164,13 +174,7 @@ async def test_up_runs_both_and_fails_when_one_dies(start: Any, stack_env: dict[
     up = spawn("up", {**stack_env, "APP_PORT": str(port)}, tmp_path)
     up.port = port
     await wait_ready(up)
-    async with httpx.AsyncClient(base_url=up.url) as client:
-        for _ in range(100):
-            if (await client.get("/api/health")).json()["components"]["worker"]["alive"]:
-                break
-            await asyncio.sleep(0.1)
-        else:
-            raise AssertionError("worker never came alive under `up`")
+    await _until_worker_alive(up)
     worker_pid = int(
         next(line for line in up.output().splitlines() if "started worker (pid" in line).split("pid ")[1].rstrip(")")
     )
@@ -218,13 +222,7 @@ async def test_up_starts_the_worker_at_a_lower_cpu_priority(stack_env: dict[str,
     up.port = port
     try:
         await wait_ready(up)
-        async with httpx.AsyncClient(base_url=up.url) as client:
-            for _ in range(100):
-                if (await client.get("/api/health")).json()["components"]["worker"]["alive"]:
-                    break
-                await asyncio.sleep(0.1)
-            else:
-                raise AssertionError("worker never came alive under `up`")
+        await _until_worker_alive(up)
         pids = {
             role: int(line.split("pid ")[1].rstrip(")"))
             for line in up.output().splitlines()
